@@ -1,0 +1,1 @@
+"""The paper: assets, data, protocol, training, tables and explanations (uses ``converters``)."""
