@@ -45,6 +45,11 @@ _V1_COPIED = (
 _PARSE_ERR = re.compile(r"^(?:[^:]*?:)?(\d+):(\d+)\s*:\s*(.*)$", re.S)
 
 
+_NET_KEYS = re.compile(r"^\s*(layers?|input|input_dim|input_shape)\s*[:{]", re.M)
+_SOLVER_KEYS = re.compile(r"^\s*(base_lr|lr_policy|max_iter|net|train_net|test_net|solver_mode|"
+                          r"snapshot_prefix|test_iter|test_interval)\s*:", re.M)
+
+
 def _parse_text(path, text: str, message: Message) -> Message:
     try:
         text_format.Parse(text, message)
@@ -53,11 +58,15 @@ def _parse_text(path, text: str, message: Message) -> Message:
         m = _PARSE_ERR.match(why)
         if m:
             line, col, why = int(m.group(1)), int(m.group(2)), m.group(3)
+        why = " ".join(why.replace('"converters.caffe.', '"caffe.').split())
         kind = type(message).__name__
         hint = ""
-        if kind == "NetParameter" and re.search(r'"(base_lr|lr_policy|max_iter|net)"', why):
+        # A net read as a solver (or the reverse) fails on its first field; say what it is.
+        if kind == "NetParameter" and (re.search(r'"(base_lr|lr_policy|max_iter|net)"', why)
+                                       or (_SOLVER_KEYS.search(text) and not _NET_KEYS.search(text))):
             hint = " (this looks like a solver prototxt, not a net)"
-        if kind == "SolverParameter" and re.search(r'"(layer|layers|input)"', why):
+        if kind == "SolverParameter" and (re.search(r'"(layer|layers|input)"', why)
+                                          or (_NET_KEYS.search(text) and not _SOLVER_KEYS.search(text))):
             hint = " (this looks like a net prototxt, not a solver)"
         raise CaffeFormatError(path, f"not a valid {kind} prototxt: {why}{hint}", line=line,
                                column=col) from None
@@ -74,17 +83,47 @@ def _read_text(path) -> str:
         raise CaffeFormatError(path, "is a directory, expected a text prototxt") from None
     except OSError as exc:
         raise CaffeFormatError(path, f"cannot read: {exc.strerror}") from None
+    if not raw.strip():
+        raise CaffeFormatError(path, "empty file, expected a text prototxt")
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CaffeFormatError(path, f"not a text prototxt (binary data at byte {exc.start}; "
                                      "a caffemodel or binaryproto?)") from None
+    if "\x00" in text:
+        raise CaffeFormatError(path, f"not a text prototxt (NUL byte at byte {text.index(chr(0))}; "
+                                     "a caffemodel or binaryproto?)")
+    return text
 
 
 def parse_net(text: str, path=None) -> pb.NetParameter:
-    """Parse net prototxt text and upgrade it (see :func:`upgrade_net`)."""
+    """Parse net prototxt text and upgrade it (see :func:`upgrade_net`).
+
+    Also checks what Caffe checks for every layer when it builds the net from the file
+    (Net::FilterNet: "Specify either include rules or exclude rules; not both."), so the
+    error names the file, the line of the layer and the layer.
+    """
     net = _parse_text(path, text, pb.NetParameter())
-    return upgrade_net(net, path)
+    try:
+        upgrade_net(net, path)
+    except CaffeFormatError as exc:
+        if exc.line is None and exc.layer is not None:
+            raise CaffeFormatError(path, exc.reason, layer=exc.layer,
+                                   line=_line_of_layer(text, exc.layer)) from None
+        raise
+    for layer in net.layer:
+        if len(layer.include) and len(layer.exclude):
+            raise CaffeFormatError(path, "specifies both include and exclude rules (Caffe: "
+                                         "specify either include rules or exclude rules; not both)",
+                                   layer=layer.name, line=_line_of_layer(text, layer.name))
+    return net
+
+
+def _line_of_layer(text: str, name: str) -> int | None:
+    """1-based line of the first ``name: "<name>"`` in the text (None when not found)."""
+    pattern = re.compile(r"""\bname\s*:\s*(["'])""" + re.escape(name) + r"\1")
+    m = pattern.search(text)
+    return text.count("\n", 0, m.start()) + 1 if m else None
 
 
 def read_net(path) -> pb.NetParameter:
