@@ -1,0 +1,301 @@
+"""Loading Caffe nets and weights into :class:`~converters.net.CaffeNet`, and writing them back.
+
+What it owns: Caffe's weight copying (Net::CopyTrainedLayersFrom, Blob::ShapeEquals with legacy
+4-D dims), filler initialisation of layers without weights, the ``python -m converters convert``
+file format (``model.pt``) and writing a caffemodel from a converted net.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .formats import CaffeFormatError, atomic_writer, filter_net, read_net
+from .formats.fastweights import read_weight_layers
+from .formats.prototxt import upgrade_net
+from .net import CaffeNet, phase_name
+from .proto import caffe_pb2 as pb
+
+FORMAT = "converters.CaffeNet/1"
+
+
+def _as_net(prototxt) -> pb.NetParameter:
+    if isinstance(prototxt, pb.NetParameter):
+        net = pb.NetParameter()
+        net.CopyFrom(prototxt)
+        return upgrade_net(net)
+    return read_net(prototxt)
+
+
+def _as_weights(caffemodel: pb.NetParameter) -> pb.NetParameter:
+    if len(caffemodel.layers):
+        net = pb.NetParameter()
+        net.CopyFrom(caffemodel)
+        return upgrade_net(net)
+    return caffemodel
+
+
+def _filtered(net: pb.NetParameter, phase, level, stages) -> pb.NetParameter:
+    return filter_net(net, phase_name(phase), level, tuple(stages))
+
+
+def load_caffe(prototxt, caffemodel=None, phase="test", level: int = 0, stages=(),
+               input_shapes: dict | None = None) -> CaffeNet:
+    """A Caffe net as a ``CaffeNet`` (an ``nn.Module``), weights copied by layer name.
+
+    ``prototxt``/``caffemodel``: paths or ``NetParameter``s (V1 or new syntax).  ``phase``,
+    ``level`` and ``stages`` select layers by Caffe's include/exclude rules.  ``input_shapes``
+    (blob -> shape) overrides or supplies the shapes of input blobs (data layers without
+    ``crop_size``, HDF5Data, or another batch size).  Layers with parameters that the caffemodel
+    does not provide keep their Caffe filler values and are listed in ``model.missing_weights``.
+    """
+    net = _filtered(_as_net(prototxt), phase, level, stages)
+    model = CaffeNet(net, input_shapes)
+    loaded: set[str] = set()
+    source = None
+    if caffemodel is not None:
+        source = caffemodel if not isinstance(caffemodel, pb.NetParameter) else "<caffemodel>"
+        loaded = copy_trained_layers(model, caffemodel, source)
+    layers = model.caffe_layers
+    missing = [name for name, mod in layers.items() if getattr(mod, "blob_names", ()) and name not in loaded]
+    # Caffe fills every blob before copying; filling only what was not copied gives the same
+    # values (a blob shared with a loaded layer keeps the loaded values).
+    fill_layers(model, missing, skip={id(p) for name in loaded for p in layers[name].blobs()})
+    model.missing_weights = missing
+    if caffemodel is not None and missing:
+        warnings.warn(f"{source}: no weights for layer(s) {', '.join(repr(m) for m in missing)}; "
+                      f"they keep Caffe filler values", stacklevel=2)
+    model.eval() if model.phase == "TEST" else model.train()
+    return model
+
+
+def infer_shapes(net_param, input_shapes: dict | None = None, phase=None) -> dict[str, tuple]:
+    """Every blob's shape as Caffe computes it, without allocating weights or running the net.
+
+    ``net_param``: a path or ``NetParameter``; it is filtered with its own NetState (``phase``
+    overrides the state's phase).
+    """
+    net = _as_net(net_param)
+    state = net.state
+    with torch.device("meta"):
+        model = CaffeNet(_filtered(net, phase if phase is not None else state.phase, state.level, ()),
+                         input_shapes)
+    return dict(model.blob_shapes)
+
+
+# ------------------------------------------------------------------ weights
+_LEGACY = ("num", "channels", "height", "width")
+
+
+def shape_equals(blob: pb.BlobProto, shape) -> bool:
+    """Caffe's Blob::ShapeEquals: legacy num/channels/height/width compare with the shape padded to 4-D."""
+    legacy = any(blob.HasField(f) for f in _LEGACY)
+    dims = (blob.num, blob.channels, blob.height, blob.width) if legacy else tuple(blob.shape.dim)
+    return _dims_match(legacy, tuple(int(d) for d in dims), tuple(int(d) for d in shape))
+
+
+def _dims_match(legacy, dims: tuple, shape: tuple) -> bool:
+    """``legacy``: True (num/channels/height/width fields), False (``shape`` field), None (unknown:
+    4-D dims are then given the legacy treatment)."""
+    if legacy is False or len(dims) != 4:
+        return dims == shape
+    return len(shape) <= 4 and (1,) * (4 - len(shape)) + shape == dims
+
+
+def _blob_values(blob: pb.BlobProto) -> np.ndarray:
+    if len(blob.double_data):
+        return np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
+    return np.asarray(blob.data, dtype=np.float32)
+
+
+def _weight_layers(caffemodel):
+    """(name, [(legacy, dims, values)]) per caffemodel layer, in file order.
+
+    Paths are read straight from the wire format (``formats.fastweights``: disk speed, memory ~
+    file size), which does not say whether 4-D dims were legacy fields; ``NetParameter``s keep
+    Caffe's exact rule.
+    """
+    if isinstance(caffemodel, pb.NetParameter):
+        for layer in _as_weights(caffemodel).layer:
+            blobs = []
+            for blob in layer.blobs:
+                legacy = any(blob.HasField(f) for f in _LEGACY)
+                dims = (blob.num, blob.channels, blob.height, blob.width) if legacy else tuple(blob.shape.dim)
+                blobs.append((legacy, tuple(int(d) for d in dims), _blob_values(blob)))
+            yield layer.name, blobs
+        return
+    for layer in read_weight_layers(caffemodel):
+        yield layer.name, [(None, tuple(arr.shape), arr) for arr in layer.blobs]
+
+
+def copy_trained_layers(model: CaffeNet, caffemodel, source=None) -> set[str]:
+    """Caffe's Net::CopyTrainedLayersFrom: copy blobs by layer name, return the names loaded.
+
+    ``caffemodel``: a path or a ``NetParameter``.  Layers of the caffemodel that the net lacks
+    are ignored; a different number of blobs or a shape that differs (legacy 4-D dims such as
+    ``1 x 1 x N x K`` for an ``N x K`` InnerProduct weight are accepted, as Blob::ShapeEquals
+    does) is an error naming the file, the layer and both shapes.
+    """
+    if source is None:
+        source = caffemodel if not isinstance(caffemodel, pb.NetParameter) else "<caffemodel>"
+    layers = model.caffe_layers
+    loaded = set()
+    for name, blobs in _weight_layers(caffemodel):
+        module = layers.get(name)
+        if module is None:
+            continue                           # "Ignoring source layer", as Caffe
+        target = module.blobs() if hasattr(module, "blobs") else []
+        if len(target) != len(blobs):
+            raise CaffeFormatError(source, f"incompatible number of blobs: the caffemodel has {len(blobs)}, "
+                                           f"the net's {module.caffe_type} layer expects {len(target)}", layer=name)
+        for j, (param, (legacy, dims, values)) in enumerate(zip(target, blobs)):
+            shape = tuple(param.shape)
+            if not _dims_match(legacy, dims, shape):
+                what = " (legacy num, channels, height, width)" if legacy else ""
+                raise CaffeFormatError(source, f"cannot copy param {j} weights; shape mismatch: the caffemodel "
+                                               f"has {dims}{what}, the net expects {shape}", layer=name)
+            if values.size != param.numel():
+                raise CaffeFormatError(source, f"param {j} holds {values.size} values, its shape {dims} needs "
+                                               f"{param.numel()}", layer=name)
+            with torch.no_grad():
+                param.copy_(torch.from_numpy(np.ascontiguousarray(values)).reshape(shape))
+        if target:
+            loaded.add(name)
+    return loaded
+
+
+def _fill_one(filler, tensor):
+    try:
+        from .solver.fillers import fill
+    except ImportError:          # the solver package is optional here
+        fill = None
+    if fill is not None:
+        out = fill(filler, tensor)
+        if isinstance(out, torch.Tensor) and out is not tensor:
+            tensor.copy_(out)
+        return
+    tensor.fill_(float(filler.value) if filler is not None and filler.type in ("", "constant") else 0.0)
+
+
+def fill_layers(model: CaffeNet, names, skip=()) -> None:
+    """Initialise the blobs of the named layers with their Caffe fillers (except params in ``skip``,
+    a set of ``id(param)``)."""
+    layers = model.caffe_layers
+    with torch.no_grad():
+        for name in names:
+            module = layers[name]
+            for param, filler in zip(module.blobs(), module.blob_fillers):
+                if id(param) not in skip:
+                    _fill_one(filler, param.data)
+
+
+# ------------------------------------------------------------------ caffemodel writing
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _blob_parts(arr: np.ndarray) -> tuple[list, int]:
+    """A BlobProto (``shape`` + packed float ``data``) as byte pieces and their total length;
+    the data piece is a view of the array, so nothing is copied value by value."""
+    arr = np.ascontiguousarray(arr, dtype="<f4")
+    shape = pb.BlobShape()
+    shape.dim.extend(int(d) for d in arr.shape)
+    head = _field(7, shape.SerializeToString())
+    if not arr.nbytes:
+        return [head], len(head)
+    head += _varint(5 << 3 | 2) + _varint(arr.nbytes)
+    return [head, memoryview(arr).cast("B")], len(head) + arr.nbytes
+
+
+def write_caffemodel(model: CaffeNet, fh) -> None:
+    """Stream the net's layers with their current blobs to ``fh`` (Caffe's Net::ToProto + save)."""
+    head = pb.NetParameter()
+    head.CopyFrom(model.net_param)
+    head.ClearField("layer")
+    head.ClearField("layers")
+    fh.write(head.SerializeToString())
+    for layer, module in zip(model.net_param.layer, model.caffe_layers.values()):
+        bare = pb.LayerParameter()
+        bare.CopyFrom(layer)
+        bare.ClearField("blobs")
+        pieces = [bare.SerializeToString()]
+        for param in (module.blobs() if hasattr(module, "blobs") else []):
+            parts, n = _blob_parts(param.detach().cpu().float().numpy())
+            pieces += [_varint(7 << 3 | 2) + _varint(n)] + parts
+        fh.write(_varint(100 << 3 | 2) + _varint(sum(len(p) if isinstance(p, bytes) else p.nbytes
+                                                     for p in pieces)))
+        for piece in pieces:
+            fh.write(piece)
+
+
+def caffemodel_bytes(model: CaffeNet) -> bytes:
+    buf = io.BytesIO()
+    write_caffemodel(model, buf)
+    return buf.getvalue()
+
+
+def save_caffemodel(model: CaffeNet, path) -> None:
+    """Write the net's weights as a caffemodel (layer names and parameters, blobs with
+    ``shape``), atomically; ``load_caffe`` reads it back identically."""
+    with atomic_writer(path) as fh:
+        write_caffemodel(model, fh)
+
+
+# ------------------------------------------------------------------ model.pt
+def converted_dict(model: CaffeNet) -> dict:
+    return {
+        "format": FORMAT,
+        "net_param": model.net_param.SerializeToString(),
+        "input_shapes": {k: list(v) for k, v in model.input_shapes.items()},
+        "missing_weights": list(model.missing_weights),
+        "state_dict": model.state_dict(),
+    }
+
+
+def save_converted(model: CaffeNet, path) -> None:
+    """Write ``model.pt`` as ``python -m converters convert`` does (``torch.save`` of plain data)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
+        torch.save(converted_dict(model), tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_converted(path, map_location="cpu") -> CaffeNet:
+    """Rebuild a ``CaffeNet`` from a ``model.pt`` written by ``python -m converters convert``."""
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CaffeFormatError(path, "file not found") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise CaffeFormatError(path, f"not a converted model file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
+        raise CaffeFormatError(path, f"not a converted model file (format {got!r}, expected {FORMAT!r})")
+    net = pb.NetParameter()
+    net.ParseFromString(obj["net_param"])
+    model = CaffeNet(net, obj.get("input_shapes"))
+    model.load_state_dict(obj["state_dict"], strict=True)
+    model.missing_weights = list(obj.get("missing_weights", []))
+    model.eval() if model.phase == "TEST" else model.train()
+    return model

@@ -1,0 +1,64 @@
+"""Local Response Normalization (Caffe's lrn_layer.cpp).
+
+Caffe rules honoured (``n = local_size``, must be odd; ``pre = (n - 1) / 2``):
+* ACROSS_CHANNELS: ``scale_c = k + alpha / n * sum_{c' = c - pre}^{c + pre} x_{c'}^2`` with channels
+  outside ``[0, C)`` counted as zero, ``y = x * scale^(-beta)``.  Note alpha is divided by ``n``
+  and ``k`` is used (other converters drop one or the other).
+* WITHIN_CHANNEL: Caffe builds it from sub-layers: ``x^2`` -> AVE pooling (kernel ``n``, stride 1,
+  pad ``pre``) -> Power(power = -beta, scale = alpha, shift = 1) -> product with ``x``.  With this
+  geometry every window lies inside the padded extent, so the AVE divisor is always ``n*n``:
+  ``y = x * (1 + alpha / n^2 * sum_{n x n window, zero padded} x^2)^(-beta)``.  ``k`` is NOT used
+  in WITHIN_CHANNEL (Caffe 1.0 hard-codes the shift to 1).
+* Bottom must be 4-D.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from ..proto import caffe_pb2 as pb
+from .base import CaffeLayer, need_bottoms, need_tops
+from .registry import ConversionError, register
+
+ACROSS, WITHIN = pb.LRNParameter.ACROSS_CHANNELS, pb.LRNParameter.WITHIN_CHANNEL
+
+
+class LRN(CaffeLayer):
+    def __init__(self, layer, phase):
+        super().__init__(layer, phase)
+        p = layer.lrn_param
+        self.size, self.alpha, self.beta, self.k = int(p.local_size), float(p.alpha), float(p.beta), float(p.k)
+        self.region = p.norm_region
+        self.pre = (self.size - 1) // 2
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        sq = x * x
+        if self.region == ACROSS:
+            summed = F.avg_pool2d(sq.reshape(n, 1, c, h * w), (self.size, 1), stride=1,
+                                  padding=(self.pre, 0), divisor_override=1).reshape(n, c, h, w)
+            scale = summed * (self.alpha / self.size) + self.k
+        else:
+            # AVE pooling, kernel n, stride 1, pad pre: divisor n*n everywhere (see docstring).
+            mean = F.avg_pool2d(sq, self.size, stride=1, padding=self.pre, count_include_pad=True)
+            scale = mean * self.alpha + 1.0
+        return x * scale.pow(-self.beta)
+
+    def extra_repr(self):
+        region = "ACROSS_CHANNELS" if self.region == ACROSS else "WITHIN_CHANNEL"
+        return (f"caffe_name={self.caffe_name!r}, {region}, local_size={self.size}, alpha={self.alpha}, "
+                f"beta={self.beta}" + (f", k={self.k}" if self.region == ACROSS else " (k unused)"))
+
+
+@register("LRN")
+def convert_lrn(layer, bottom_shapes, phase):
+    need_bottoms(layer, bottom_shapes, 1)
+    need_tops(layer, 1)
+    shape = tuple(bottom_shapes[0])
+    if len(shape) != 4:
+        raise ConversionError(layer, f"input must have 4 axes (num, channels, height, width); got {shape}")
+    p = layer.lrn_param
+    if p.local_size % 2 != 1:
+        raise ConversionError(layer, f"LRN only supports odd values for local_size, got {p.local_size}")
+    if p.norm_region not in (ACROSS, WITHIN):
+        raise ConversionError(layer, f"unknown norm_region {p.norm_region}")
+    return LRN(layer, phase), [shape]
