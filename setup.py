@@ -9,7 +9,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["converters", "converters.*", "reproduce", "reproduce.*"]),
-    package_data={"converters": ["proto/*.proto"], "reproduce": ["data/*.json", "data/*.yaml", "data/*.txt"]},
+    package_data={"converters": ["proto/*.proto"], "reproduce": ["data/*.json", "data/*.prototxt", "data/*.txt"]},
     install_requires=[
         "numpy>=1.23",
         "protobuf>=4.21,<8",

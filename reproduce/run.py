@@ -25,7 +25,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-from reproduce import grid, protocol, report, sources  # noqa: E402
+from reproduce import demo, grid, protocol, report, sources  # noqa: E402
 from reproduce.assets import ENV_MIRROR, ENV_ROOT, AssetError, AssetStore  # noqa: E402
 
 PROTOCOL_VERSION = 1  # bump when the scoring changes so cached fold results are recomputed
@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     misc = p.add_argument_group("other")
+    misc.add_argument("--demo", action="store_true",
+                      help="run the whole pipeline offline on generated SYNTHETIC Adience-format data")
     misc.add_argument("--list", action="store_true", help="print every cell of Tables 2-5 and exit")
     misc.add_argument("--fetch-assets", action="store_true", help="fetch all upstream files (prototxt/, folds/, "
                                                                    "mean_images/) and exit")
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               f"(also ${ENV_MIRROR})")
     misc.add_argument("--assets-dir", help=f"where the upstream files go (default: repository root; "
                                            f"also ${ENV_ROOT})")
+    demo.add_arguments(p)
     return p
 
 
@@ -367,6 +370,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.demo:
+            return demo.main_demo(args=args)
         validate(args)
         store = AssetStore(args.assets_dir, args.assets_mirror, progress=False if args.no_progress else None)
         if args.fetch_assets:

@@ -1,0 +1,882 @@
+"""Caffe's ``Solver`` (``solver.cpp`` + ``sgd_solver.cpp``) driving converted nets.
+
+One iteration ``k`` (0-based, ``solver.iter`` before the step), exactly in Caffe's order:
+
+1. if ``test_interval`` and ``k % test_interval == 0`` and (``k > 0`` or ``test_initialization``):
+   run every test net ``test_iter[i]`` batches (weights shared with the train net) and average
+   its output blobs;
+2. ``iter_size`` forward/backward passes on consecutive batches, gradients summed; the
+   iteration's loss is the float32 mean of the micro-batch total losses;
+3. ``ApplyUpdate``: ``rate`` = the lr policy at ``k``, gradient clipping, ``1/iter_size``
+   normalisation, weight decay, the solver type's update, ``w -= update``;
+4. ``iter = k + 1``; snapshot when ``snapshot`` divides it.
+
+``display`` logs ``Iteration k, loss = <smoothed>`` and ``lr``; ``average_loss`` smooths as
+Caffe's ``UpdateSmoothedLoss`` (restarted by every ``step()`` call, like Caffe).
+Snapshots are Caffe files (``{prefix}_iter_{N}.caffemodel`` / ``.solverstate``) plus a small
+``.solverstate.json`` sidecar holding what Caffe does not save (data-layer positions and RNG
+states), so :meth:`Solver.restore` continues bit-exactly; a real Caffe ``.solverstate`` without
+the sidecar is restored as Caffe does (data layers start from the first record).
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from ..formats import (array_to_blob, atomic_write_bytes, blob_shape, blob_to_array, read_net, read_solver,
+                       read_weights)
+from ..formats.errors import CaffeFormatError
+from ..formats.prototxt import filter_net, upgrade_net
+from ..proto import caffe_pb2 as pb
+from .data_layer import DATA_LAYER_TYPES, DataLayer
+from .fillers import fill, layer_fillers
+from .lr_policy import get_learning_rate
+from .updates import apply_update, make_rule
+
+log = logging.getLogger("converters.solver")
+
+SIDECAR_FORMAT = "converters.solver resume state"
+_f32 = np.float32
+
+
+class SolverError(ValueError):
+    """A solver or net setting that cannot be run (message names the file / field)."""
+
+
+# ---------------------------------------------------------------------------- helpers
+def _merged_state(phase: int, net: pb.NetParameter, extra: pb.NetState | None) -> pb.NetState:
+    """Caffe: ``NetState(phase)`` merged with the net's ``state`` and the solver's train/test state."""
+    state = pb.NetState(phase=phase)
+    state.MergeFrom(net.state)
+    if extra is not None:
+        state.MergeFrom(extra)
+    return state
+
+
+def _phase_name(phase: int) -> str:
+    return "train" if phase == pb.TRAIN else "test"
+
+
+def _as_batch_source(data):
+    """A zero-argument callable returning the next input dict, from a callable or an iterable."""
+    if data is None:
+        return None
+    if callable(data) and not hasattr(data, "__next__"):
+        return data
+    it = iter(data)
+    return lambda: next(it)
+
+
+def _legacy_equal(blob: pb.BlobProto, shape) -> bool:
+    """Caffe's Blob::ShapeEquals: new-style shapes exactly, legacy 4-D dims against LegacyShape."""
+    if blob.HasField("shape"):
+        return tuple(blob.shape.dim) == tuple(shape)
+    if len(shape) > 4:
+        return False
+    legacy = (1,) * (4 - len(shape)) + tuple(shape)
+    return (blob.num, blob.channels, blob.height, blob.width) == legacy
+
+
+def _to_tensor(value):
+    if isinstance(value, torch.Tensor):
+        return value
+    return torch.as_tensor(np.asarray(value))
+
+
+class _PeekedSource:
+    """Wraps a batch source so the first batch can be looked at (for input shapes) and reused."""
+
+    def __init__(self, source):
+        self.source = source
+        self.first = None
+
+    def peek(self):
+        if self.first is None:
+            self.first = self.source()
+        return self.first
+
+    def __call__(self):
+        if self.first is not None:
+            batch, self.first = self.first, None
+            return batch
+        return self.source()
+
+
+class _NetFeed:
+    """Inputs of one net: Caffe Data layers (LMDB) or a user batch source."""
+
+    def __init__(self, data_layers: list[DataLayer], source=None, dtype=torch.float32, channels_last=False):
+        self.data_layers = data_layers
+        self.source = source
+        self.dtype = dtype
+        self.channels_last = channels_last
+
+    def __call__(self) -> dict:
+        inputs = {}
+        for layer in self.data_layers:
+            inputs.update(layer.next_batch())
+        if self.source is not None:
+            inputs.update({k: _to_tensor(v) for k, v in self.source().items()})
+        if self.dtype != torch.float32:
+            inputs = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in inputs.items()}
+        if self.channels_last:
+            inputs = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                      for k, v in inputs.items()}
+        return inputs
+
+    def state_dict(self):
+        return [layer.state_dict() for layer in self.data_layers]
+
+    def load_state_dict(self, states):
+        if len(states) != len(self.data_layers):
+            raise SolverError(f"resume state has {len(states)} data layers, the net has {len(self.data_layers)}")
+        for layer, st in zip(self.data_layers, states):
+            layer.load_state_dict(st)
+
+    def close(self):
+        for layer in self.data_layers:
+            layer.close()
+
+
+# ---------------------------------------------------------------------------- training log
+class TrainingLog:
+    """Per-iteration CSV log (written incrementally) and a training-curve PNG."""
+
+    def __init__(self, csv_path, test_columns: list[str]):
+        self.csv_path = Path(csv_path) if csv_path else None
+        self.columns = ["iter", "loss", "smoothed_loss", "lr"] + test_columns
+        self.rows: list[dict] = []
+        if self.csv_path is not None:
+            self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+            self._rewrite()
+
+    def _rewrite(self):
+        tmp = self.csv_path.with_name(self.csv_path.name + ".tmp")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.columns)
+            writer.writeheader()
+            for row in self.rows:
+                writer.writerow(row)
+        os.replace(tmp, self.csv_path)
+
+    def truncate(self, iteration: int):
+        """Forget rows at or after ``iteration`` (a restored run redoes them); keeps older rows on disk."""
+        if self.csv_path is not None and self.csv_path.exists() and not self.rows:
+            with open(self.csv_path, newline="") as fh:
+                reader = csv.DictReader(fh)
+                if reader.fieldnames == self.columns:
+                    self.rows = [r for r in reader if r["iter"] and int(r["iter"]) < iteration]
+        self.rows = [r for r in self.rows if int(r["iter"]) < iteration]
+        if self.csv_path is not None:
+            self._rewrite()
+
+    def add(self, row: dict):
+        row = {k: ("" if row.get(k) is None else row[k]) for k in self.columns}
+        self.rows.append(row)
+        if self.csv_path is not None:
+            new = not self.csv_path.exists()
+            with open(self.csv_path, "a", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=self.columns)
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)
+
+    def plot(self, path, title: str = ""):
+        """Training loss and test accuracy vs iteration (the paper's Figure 1 style), atomically."""
+        import matplotlib
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        def series(col):
+            xs, ys = [], []
+            for r in self.rows:
+                if r.get(col) not in ("", None):
+                    xs.append(int(r["iter"]))
+                    ys.append(float(r[col]))
+            return xs, ys
+
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        x, y = series("loss")
+        ax.plot(x, y, color="tab:blue", lw=0.8, alpha=0.5, label="training loss")
+        xs, ys = series("smoothed_loss")
+        smoothing = any(r.get("loss") not in ("", None) and r.get("smoothed_loss") not in ("", None)
+                        and float(r["loss"]) != float(r["smoothed_loss"]) for r in self.rows)
+        if xs and smoothing:
+            ax.plot(xs, ys, color="tab:blue", lw=1.5, label="training loss (smoothed)")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("loss")
+        acc_cols = [c for c in self.columns if c.startswith("test") and "accuracy" in c]
+        loss_cols = [c for c in self.columns if c.startswith("test") and "accuracy" not in c]
+        for col in loss_cols:
+            xs, ys = series(col)
+            if xs:
+                ax.plot(xs, ys, "s--", color="tab:orange", ms=3, lw=1, label=col)
+        handles, labels = ax.get_legend_handles_labels()
+        if acc_cols:
+            ax2 = ax.twinx()
+            for i, col in enumerate(acc_cols):
+                xs, ys = series(col)
+                if xs:
+                    ax2.plot(xs, ys, "o-", ms=3, lw=1.2, color=["tab:red", "tab:green", "tab:purple"][i % 3],
+                             label=col)
+            ax2.set_ylabel("test accuracy")
+            h2, l2 = ax2.get_legend_handles_labels()
+            handles, labels = handles + h2, labels + l2
+        if handles:
+            ax.legend(handles, labels, loc="best", fontsize=8)
+        if title:
+            ax.set_title(title)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        atomic_write_bytes(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------------------- the solver
+class Solver:
+    """Caffe-exact training of a net described by a solver prototxt.
+
+    Parameters
+    ----------
+    solver : path of a solver prototxt, or a ``SolverParameter``.
+    train_input_shapes : ``{input name: shape}`` for train-net inputs that are not LMDB Data layers
+        (Input/MemoryData/...); shapes of Data layers are read from their LMDB.
+    weights : caffemodel path(s) copied into the train net by layer name after the fillers ran
+        (``caffe train --weights``); the solver's own ``weights`` field is honoured too.
+    root : folder that relative paths (net, sources, mean files, snapshot prefix) are resolved
+        against; default the current directory, as Caffe.
+    train_data, test_data : optional batch sources replacing/adding to the Data layers: a
+        callable returning ``{input name: tensor}`` or an iterable of such dicts (``test_data``: one
+        per test net).  When given for a net, its Data layers are not opened.
+    reader : ``reader(path)`` yielding LMDB records (default ``converters.formats.lmdb_io.iter_lmdb``).
+    prefetch : batches prefetched by a background thread per Data layer (default: ``data_param.prefetch``
+        as Caffe, 0 = no thread).
+    log_csv, plot : write ``{prefix}_log.csv`` every iteration and ``{prefix}_curve.png`` at
+        snapshots and the end (``True``/``False`` or an explicit path).
+    progress : tqdm progress bar.  verbose : print Caffe's display/test lines.
+    net_builder : ``builder(net_param, phase, level, stages, input_shapes) -> CaffeNet`` (default
+        ``converters.load_caffe``).
+    callbacks : callables ``cb(solver)`` run after every iteration.
+    dtype : ``torch.float32`` (Caffe's ``Dtype``, default) or ``torch.float64`` (nets, inputs,
+        gradients and history in double: exact-arithmetic reference; snapshots are float32 as Caffe's).
+    channels_last : run 4-D blobs and weights in torch's channels-last memory layout (faster
+        oneDNN convolutions on many CPUs; same maths, float32 rounding may differ in the last bits).
+    """
+
+    def __init__(self, solver, train_input_shapes: dict | None = None, *, weights=None, root=None,
+                 train_data=None, test_data=None, reader=None, prefetch: int | None = None,
+                 log_csv=True, plot=True, progress: bool = True, verbose: bool = True,
+                 net_builder: Callable | None = None, callbacks: Iterable[Callable] = (),
+                 test_input_shapes: list | None = None, dtype: torch.dtype = torch.float32,
+                 channels_last: bool = False):
+        if isinstance(solver, pb.SolverParameter):
+            self.param = pb.SolverParameter()
+            self.param.CopyFrom(solver)
+            self.solver_path = None
+        else:
+            self.solver_path = Path(solver)
+            self.param = read_solver(solver)
+        self.root = Path(root) if root is not None else Path.cwd()
+        p = self.param
+        if p.snapshot_format != pb.SolverParameter.BINARYPROTO:
+            raise SolverError("snapshot_format HDF5 is not supported (use BINARYPROTO)")
+        if p.iter_size < 1:
+            raise SolverError(f"iter_size must be >= 1, got {p.iter_size}")
+        if p.average_loss < 1:
+            raise SolverError(f"average_loss must be >= 1, got {p.average_loss}")
+        self.rule = make_rule(p)
+        self.iter = 0
+        self.current_step = 0
+        self.verbose = verbose
+        self.progress = progress
+        self.callbacks = list(callbacks)
+        self._builder = net_builder
+        if dtype not in (torch.float32, torch.float64):
+            raise SolverError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.dtype = dtype
+        self.channels_last = bool(channels_last)
+        self._reader = reader
+        self._prefetch = prefetch
+        self.losses: list[float] = []      # per-iteration losses of this run
+        self.smoothed_loss = 0.0
+        self._window: list = []
+        self.last_lr = None
+        self.test_results: list[tuple[int, list[dict]]] = []
+        self._stop_requested = False
+
+        if p.random_seed >= 0:
+            torch.manual_seed(int(p.random_seed))
+        seed = int(p.random_seed) if p.random_seed >= 0 else None
+
+        # ---- train net (Caffe's InitTrainNet)
+        train_param = self._train_net_param()
+        train_state = _merged_state(pb.TRAIN, train_param, p.train_state if p.HasField("train_state") else None)
+        train_param.state.CopyFrom(train_state)
+        self.net, self.train_feed = self._build(train_param, pb.TRAIN, train_state, train_input_shapes,
+                                                train_data, seed)
+        self.net.train()
+        self._init_params(seed)
+        for w in list(p.weights) + ([weights] if isinstance(weights, (str, os.PathLike)) else list(weights or [])):
+            self.copy_trained_layers(self._path(w))
+
+        # ---- test nets (Caffe's InitTestNets)
+        test_params = self._test_net_params()
+        if isinstance(test_data, (list, tuple)):
+            sources = list(test_data)
+        else:
+            sources = [test_data] * len(test_params)
+        if len(sources) < len(test_params):
+            sources += [None] * (len(test_params) - len(sources))
+        self.test_nets, self.test_feeds = [], []
+        for i, (tparam, tstate) in enumerate(test_params):
+            shapes = (test_input_shapes[i] if test_input_shapes and i < len(test_input_shapes) else
+                      train_input_shapes)
+            tseed = None if seed is None else seed + 1000 * (i + 1)
+            net, feed = self._build(tparam, pb.TEST, tstate, shapes, sources[i], tseed)
+            net.eval()
+            self._share_params(net)
+            self.test_nets.append(net)
+            self.test_feeds.append(feed)
+        self._specs = list(self.net.param_specs())
+        self.history = [[torch.zeros_like(spec[2].data) for spec in self._specs]
+                        for _ in range(self.rule.histories)]
+
+        # ---- logging
+        prefix = self.snapshot_prefix
+        test_cols = []
+        for i, net in enumerate(self.test_nets):
+            shapes = getattr(net, "blob_shapes", {}) or {}
+            for name in net.output_names:
+                count = int(np.prod(shapes.get(name, ()) or (1,)))
+                keys = [name] if count <= 1 else [f"{name}[{k}]" for k in range(count)]
+                test_cols += [f"test{i}/{key}" for key in keys]
+            if p.test_compute_loss:
+                test_cols.append(f"test{i}/loss_total")
+        csv_path = (prefix + "_log.csv") if log_csv is True else (log_csv or None)
+        self.plot_path = (prefix + "_curve.png") if plot is True else (plot or None)
+        self.training_log = TrainingLog(csv_path, test_cols)
+        self._iter_start_state = None
+
+    # ------------------------------------------------------------------ setup helpers
+    def _path(self, path) -> str:
+        p = Path(path)
+        return str(p if p.is_absolute() else self.root / p)
+
+    @property
+    def snapshot_prefix(self) -> str:
+        prefix = self.param.snapshot_prefix
+        if not prefix:
+            prefix = self.solver_path.stem if self.solver_path is not None else "snapshot"
+        return self._path(prefix)
+
+    @staticmethod
+    def _copy_net(net: pb.NetParameter) -> pb.NetParameter:
+        m = pb.NetParameter()
+        m.CopyFrom(net)
+        return upgrade_net(m)
+
+    def _train_net_param(self) -> pb.NetParameter:
+        p = self.param
+        given = [f for f in ("train_net_param", "train_net", "net_param", "net") if p.HasField(f)]
+        if len(given) != 1:
+            raise SolverError("a solver needs exactly one of train_net_param, train_net, net_param, net"
+                              f" (got {', '.join(given) or 'none'})")
+        field = given[0]
+        if field in ("train_net_param", "net_param"):
+            return self._copy_net(getattr(p, field))
+        return read_net(self._path(getattr(p, field)))
+
+    def _test_net_params(self) -> list[tuple[pb.NetParameter, pb.NetState]]:
+        p = self.param
+        has_generic = p.HasField("net") or p.HasField("net_param")
+        num_params, num_files = len(p.test_net_param), len(p.test_net)
+        num_generic = 0
+        if has_generic:
+            num_generic = len(p.test_iter) - num_params - num_files
+            if num_generic < 0:
+                raise SolverError("test_iter must be specified for each test network")
+        else:
+            if len(p.test_iter) != num_params + num_files:
+                raise SolverError("test_iter must be specified for each test network")
+        nets = []
+        for net in p.test_net_param:
+            nets.append(self._copy_net(net))
+        for path in p.test_net:
+            nets.append(read_net(self._path(path)))
+        for _ in range(num_generic):
+            if p.HasField("net_param"):
+                nets.append(self._copy_net(p.net_param))
+            else:
+                nets.append(read_net(self._path(p.net)))
+        if len(p.test_state) and len(p.test_state) != len(nets):
+            raise SolverError("test_state must be unspecified or specified once per test net")
+        out = []
+        for i, net in enumerate(nets):
+            state = _merged_state(pb.TEST, net, p.test_state[i] if len(p.test_state) else None)
+            net.state.CopyFrom(state)
+            out.append((net, state))
+        return out
+
+    def _build(self, net_param, phase, state, input_shapes, data, seed):
+        filtered = filter_net(net_param, _phase_name(state.phase), state.level, ())
+        source = _as_batch_source(data)
+        shapes = dict(input_shapes or {})
+        layers = []
+        if source is None:
+            prefetch = self._prefetch
+            for i, layer in enumerate(l for l in filtered.layer if l.type in DATA_LAYER_TYPES):
+                pf = layer.data_param.prefetch if prefetch is None else prefetch
+                dl = DataLayer(layer, _phase_name(state.phase), self.root,
+                               None if seed is None else seed + i, self._reader, pf)
+                layers.append(dl)
+                shapes.setdefault(dl.tops[0], dl.shape)
+                if len(dl.tops) > 1:
+                    shapes.setdefault(dl.tops[1], (dl.batch_size,))
+        else:
+            source = _PeekedSource(source)
+            for name, value in source.peek().items():
+                shapes.setdefault(name, tuple(_to_tensor(value).shape))
+        builder = self._builder
+        if builder is None:
+            from .. import load_caffe
+
+            def builder(param, phase_name, level, stages, input_shapes):
+                return load_caffe(param, phase=phase_name, level=level, stages=stages,
+                                  input_shapes=input_shapes)
+        net = builder(net_param, _phase_name(state.phase), state.level, (), shapes or None)
+        if self.dtype != torch.float32:
+            net.to(self.dtype)
+        if self.channels_last:
+            net.to(memory_format=torch.channels_last)
+        return net, _NetFeed(layers, source, self.dtype, self.channels_last)
+
+    def _layer_params(self, net) -> dict:
+        return {(name, idx): param for name, idx, param, _, _ in net.param_specs()}
+
+    def _share_params(self, test_net):
+        """Caffe's ShareTrainedLayersWith: test-net blobs share the train net's (by layer name)."""
+        train = self._layer_params(self.net)
+        for (name, idx), param in self._layer_params(test_net).items():
+            src = train.get((name, idx))
+            if src is None:
+                continue
+            if tuple(src.shape) != tuple(param.shape):
+                raise SolverError(f"layer {name!r} blob {idx}: test net shape {tuple(param.shape)} differs from "
+                                  f"the train net's {tuple(src.shape)}")
+            param.data = src.data
+
+    def _net_layers(self, net) -> dict:
+        return {layer.name: layer for layer in net.net_param.layer}
+
+    def _init_params(self, seed):
+        """Run Caffe's fillers on every learnable blob (layer order, blob order), seeded."""
+        gen = torch.Generator()
+        gen.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
+        layers = self._net_layers(self.net)
+        modules = getattr(self.net, "caffe_layers", {}) or {}
+        for name, idx, param, _, _ in self.net.param_specs():
+            fillers = getattr(modules[name], "blob_fillers", None) if name in modules else None
+            if not fillers and name in layers:
+                fillers = layer_fillers(layers[name])
+            filler = fillers[idx] if fillers and idx < len(fillers) else None
+            fill(filler, param.data, gen)
+
+    def copy_trained_layers(self, weights):
+        """Caffe's CopyTrainedLayersFrom: blobs copied by layer name (shapes must match)."""
+        if isinstance(weights, pb.NetParameter):
+            source = weights
+        else:
+            source = read_weights(weights)
+        mine = {}
+        for name, idx, param, _, _ in self.net.param_specs():
+            mine.setdefault(name, {})[idx] = param
+        layers = self._net_layers(self.net)
+        for layer in source.layer:
+            if layer.name not in layers:
+                log.debug("Ignoring source layer %s", layer.name)
+                continue
+            target = mine.get(layer.name, {})
+            n_target = len(target)
+            if len(layer.blobs) and len(layer.blobs) != n_target:
+                raise SolverError(f"incompatible number of blobs for layer {layer.name!r}: "
+                                  f"{len(layer.blobs)} in the caffemodel, {n_target} in the net")
+            for idx, blob in enumerate(layer.blobs):
+                param = target[idx]
+                if not _legacy_equal(blob, tuple(param.shape)):
+                    raise SolverError(f"cannot copy param {idx} weights from layer {layer.name!r}; shape mismatch. "
+                                      f"Source param shape is {blob_shape(blob)}; target param shape is "
+                                      f"{tuple(param.shape)}")
+                with torch.no_grad():
+                    param.copy_(torch.from_numpy(blob_to_array(blob).reshape(param.shape)))
+
+    # ------------------------------------------------------------------ learning rate
+    def learning_rate(self, iteration: int | None = None) -> float:
+        """The rate Caffe uses at ``iteration`` (default: the next one), without changing state."""
+        k = self.iter if iteration is None else iteration
+        return get_learning_rate(self.param, k, self.current_step)[0]
+
+    # ------------------------------------------------------------------ testing
+    def test(self, test_net_id: int = 0) -> dict | None:
+        """Caffe's Solver::Test: mean of every output blob element over ``test_iter`` batches."""
+        net = self.test_nets[test_net_id]
+        feed = self.test_feeds[test_net_id]
+        n_iter = self.param.test_iter[test_net_id]
+        scores, keys = None, []
+        loss = _f32(0)
+        with torch.no_grad():
+            for _ in range(n_iter):
+                if self._stop_requested:
+                    return None
+                blobs = net.forward_blobs(feed())
+                if self.param.test_compute_loss:
+                    loss += _f32(float(net.total_loss(blobs)))
+                values = []
+                for name in net.output_names:
+                    flat = blobs[name].detach().reshape(-1).float().cpu().numpy()
+                    values.append(flat)
+                    if scores is None:
+                        keys += [name] if flat.size == 1 else [f"{name}[{k}]" for k in range(flat.size)]
+                vec = np.concatenate(values).astype(np.float32) if values else np.zeros(0, np.float32)
+                scores = vec if scores is None else (scores + vec).astype(np.float32)
+        result = {}
+        if scores is not None:
+            for key, score in zip(keys, scores):
+                result[key] = float(_f32(score) / _f32(n_iter))
+        if self.param.test_compute_loss:
+            result["loss_total"] = float(loss / _f32(n_iter))
+        return result
+
+    def test_all(self) -> list[dict]:
+        """Run every test net (Caffe's TestAll); logs and returns the outputs."""
+        results = []
+        for i in range(len(self.test_nets)):
+            self._say(f"Iteration {self.iter}, Testing net (#{i})")
+            res = self.test(i)
+            if res is None:
+                break
+            weights = getattr(self.test_nets[i], "loss_weights", {}) or {}
+            for j, (key, value) in enumerate(res.items()):
+                w = weights.get(key.split("[")[0], 0)
+                extra = f" (* {w:g} = {w * value:g} loss)" if w else ""
+                self._say(f"    Test net output #{j}: {key} = {value:g}{extra}")
+            results.append(res)
+        self.test_results.append((self.iter, results))
+        return results
+
+    # ------------------------------------------------------------------ training
+    def _say(self, msg: str):
+        log.info(msg)
+        if self.verbose:
+            from tqdm import tqdm
+            tqdm.write(msg, file=sys.stderr)
+
+    def _update_smoothed(self, loss: np.float32, start_iter: int):
+        n = self.param.average_loss
+        if len(self._window) < n:
+            self._window.append(loss)
+            size = len(self._window)
+            self.smoothed_loss = _f32((_f32(self.smoothed_loss) * _f32(size - 1) + loss) / _f32(size))
+        else:
+            idx = (self.iter - start_iter) % n
+            self.smoothed_loss = _f32(_f32(self.smoothed_loss) + (loss - self._window[idx]) / _f32(n))
+            self._window[idx] = loss
+
+    def _forward_backward(self):
+        blobs = self.net.forward_blobs(self.train_feed())
+        loss = self.net.total_loss(blobs)
+        if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+            raise SolverError("the train net has no loss that depends on learnable parameters")
+        loss.backward()
+        return _f32(loss.detach().item()), blobs
+
+    def _one_iteration(self, start_iter: int) -> dict:
+        p = self.param
+        row = {"iter": self.iter}
+        if p.test_interval and self.iter % p.test_interval == 0 and (self.iter > 0 or p.test_initialization):
+            results = self.test_all()
+            for i, res in enumerate(results):
+                for key, value in res.items():
+                    row[f"test{i}/{key}"] = value
+            if self._stop_requested:
+                return row
+        display = p.display and self.iter % p.display == 0
+        for param in (spec[2] for spec in self._specs):
+            param.grad = None
+        loss = _f32(0)
+        blobs = None
+        for _ in range(p.iter_size):
+            l, blobs = self._forward_backward()
+            loss += l
+        loss = _f32(loss / _f32(p.iter_size))
+        self._update_smoothed(loss, start_iter)
+        if display:
+            self._say(f"Iteration {self.iter}, loss = {float(self.smoothed_loss):g}")
+            weights = getattr(self.net, "loss_weights", {}) or {}
+            for j, name in enumerate(self.net.output_names):
+                value = blobs[name].detach().reshape(-1)
+                for v in value.tolist():
+                    w = weights.get(name, 0)
+                    extra = f" (* {w:g} = {w * v:g} loss)" if w else ""
+                    self._say(f"    Train net output #{j}: {name} = {v:g}{extra}")
+        rate, self.current_step = get_learning_rate(p, self.iter, self.current_step)
+        self.last_lr = rate
+        if display:
+            self._say(f"Iteration {self.iter}, lr = {rate:g}")
+        params, grads = [], []
+        for _, _, param, _, _ in self._specs:
+            params.append(param.data)
+            if param.grad is None:
+                param.grad = torch.zeros_like(param.data)
+            grads.append(param.grad)
+        apply_update(params, grads, self.history, self.rule, rate, self.iter,
+                     [s[3] for s in self._specs], [s[4] for s in self._specs], p.weight_decay,
+                     p.regularization_type, p.iter_size, p.clip_gradients)
+        row.update({"loss": float(loss), "smoothed_loss": float(self.smoothed_loss), "lr": rate})
+        self.losses.append(float(loss))
+        self.iter += 1
+        return row
+
+    def _install_sigint(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum, frame):
+            if self._stop_requested:  # second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self._say("Interrupted: finishing this iteration, then snapshotting (Ctrl-C again to abort)")
+
+        try:
+            signal.signal(signal.SIGINT, handler)
+        except ValueError:
+            return None
+        return previous
+
+    def step(self, iters: int = 1) -> float | None:
+        """Run ``iters`` iterations (Caffe's Solver::Step); returns the last smoothed loss.
+
+        Ctrl-C (SIGINT, or a KeyboardInterrupt) snapshots at the last completed iteration and
+        raises KeyboardInterrupt.
+        """
+        start_iter = self.iter
+        stop_iter = self.iter + int(iters)
+        self._window = []
+        self.smoothed_loss = _f32(0)
+        self._stop_requested = False
+        previous = self._install_sigint()
+        bar = None
+        if self.progress and iters > 0:
+            from tqdm import tqdm
+            bar = tqdm(total=stop_iter - start_iter, desc="train", unit="it", leave=False, dynamic_ncols=True)
+        try:
+            while self.iter < stop_iter:
+                self._iter_start_state = self._resume_state()
+                row = self._one_iteration(start_iter)
+                if self._stop_requested and "loss" not in row:
+                    self._apply_resume_state(self._iter_start_state)  # interrupted during the test pass
+                    break
+                self.training_log.add(row)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(self.smoothed_loss):.4g}", lr=f"{self.last_lr:.3g}")
+                if self.param.snapshot and self.iter % self.param.snapshot == 0:
+                    self.snapshot()
+                for cb in self.callbacks:
+                    cb(self)
+                if self._stop_requested:
+                    break
+        except KeyboardInterrupt:
+            self._say(f"Interrupted at iteration {self.iter}: snapshotting")
+            if self._iter_start_state is not None:
+                self._apply_resume_state(self._iter_start_state)
+            for spec in self._specs:
+                spec[2].grad = None
+            self.snapshot()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        if self._stop_requested:
+            self._say(f"Stopped at iteration {self.iter}: snapshotting")
+            self.snapshot()
+            self._stop_requested = False
+            raise KeyboardInterrupt
+        return float(self.smoothed_loss) if self.iter > start_iter else None
+
+    def solve(self, resume_file=None):
+        """Caffe's Solver::Solve: optionally restore, train to ``max_iter``, snapshot, final display/test."""
+        if resume_file:
+            self.restore(resume_file)
+        p = self.param
+        self._say(f"Solving {self.net.net_param.name or 'net'} (learning rate policy: {p.lr_policy})")
+        self.step(p.max_iter - self.iter)
+        if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
+            self.snapshot()
+        row = {"iter": self.iter}
+        if p.display and self.iter % p.display == 0:
+            with torch.no_grad():
+                blobs = self.net.forward_blobs(self.train_feed())
+                loss = _f32(float(self.net.total_loss(blobs)))
+            self._update_smoothed(loss, self.iter)
+            self._say(f"Iteration {self.iter}, loss = {float(self.smoothed_loss):g}")
+            row["smoothed_loss"] = float(self.smoothed_loss)
+        if p.test_interval and self.iter % p.test_interval == 0:
+            for i, res in enumerate(self.test_all()):
+                for key, value in res.items():
+                    row[f"test{i}/{key}"] = value
+        if len(row) > 1:
+            self.training_log.add(row)
+        self._plot()
+        self._say("Optimization Done.")
+        for feed in [self.train_feed] + self.test_feeds:
+            feed.close()
+        return self
+
+    # ------------------------------------------------------------------ snapshots
+    def _resume_state(self) -> dict:
+        return {
+            "train_data": self.train_feed.state_dict(),
+            "test_data": [feed.state_dict() for feed in self.test_feeds],
+            "torch_rng": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode("ascii"),
+        }
+
+    def _apply_resume_state(self, state: dict):
+        self.train_feed.load_state_dict(state["train_data"])
+        for feed, st in zip(self.test_feeds, state["test_data"]):
+            feed.load_state_dict(st)
+        rng = np.frombuffer(base64.b64decode(state["torch_rng"]), dtype=np.uint8).copy()
+        torch.set_rng_state(torch.from_numpy(rng))
+
+    def _net_proto(self) -> pb.NetParameter:
+        """Caffe's Net::ToProto: every layer's parameters, learnable blobs with their shapes."""
+        out = pb.NetParameter()
+        out.CopyFrom(self.net.net_param)
+        blobs = {}
+        for name, idx, param, _, _ in self._specs:
+            blobs.setdefault(name, {})[idx] = param
+        owners = {}  # shared ParamSpec names -> tensor
+        for layer in out.layer:
+            layer.ClearField("blobs")
+            mine = blobs.get(layer.name, {})
+            for idx, spec in enumerate(layer.param):
+                if spec.name and idx in mine:
+                    owners.setdefault(spec.name, mine[idx])
+            n = max(mine) + 1 if mine else 0
+            for idx, spec in enumerate(layer.param):
+                if spec.name and idx not in mine and spec.name in owners:
+                    mine = dict(mine)
+                    mine[idx] = owners[spec.name]
+                    n = max(n, idx + 1)
+            for idx in range(n):
+                if idx in mine:
+                    layer.blobs.append(array_to_blob(mine[idx].detach().cpu().numpy()))
+        return out
+
+    def snapshot(self) -> tuple[str, str]:
+        """Write ``{prefix}_iter_{iter}.caffemodel`` and ``.solverstate`` (+ resume sidecar), atomically."""
+        base = f"{self.snapshot_prefix}_iter_{self.iter}"
+        model_file = base + ".caffemodel"
+        state_file = base + ".solverstate"
+        self._say(f"Snapshotting to binary proto file {model_file}")
+        atomic_write_bytes(model_file, self._net_proto().SerializeToString())
+        state = pb.SolverState(iter=self.iter, current_step=self.current_step)
+        prefix_param = self.param.snapshot_prefix
+        # Caffe stores the model file name as it built it (relative to its working directory).
+        state.learned_net = (f"{prefix_param}_iter_{self.iter}.caffemodel" if prefix_param and
+                             not os.path.isabs(prefix_param) else model_file)
+        for buffers in self.history:
+            for h in buffers:
+                state.history.append(array_to_blob(h.detach().cpu().numpy()))
+        self._say(f"Snapshotting solver state to binary proto file {state_file}")
+        atomic_write_bytes(state_file, state.SerializeToString())
+        sidecar = dict(self._resume_state(), format=SIDECAR_FORMAT, version=1, iter=self.iter,
+                       solver_type=self.rule.name, caffemodel=os.path.basename(model_file))
+        atomic_write_bytes(state_file + ".json", json.dumps(sidecar).encode("utf-8"))
+        self._plot()
+        return model_file, state_file
+
+    def _plot(self):
+        if self.plot_path and self.training_log.rows:
+            try:
+                self.training_log.plot(self.plot_path, title=self.net.net_param.name or "")
+            except Exception as exc:  # noqa: BLE001 - a plot must never stop training
+                log.warning("could not write the training curve %s: %s", self.plot_path, exc)
+
+    def restore(self, path):
+        """Caffe's Solver::Restore from a ``.solverstate`` (ours or real Caffe's)."""
+        path = Path(path) if os.path.isabs(str(path)) else Path(self._path(path))
+        if path.suffix == ".h5":
+            raise SolverError(f"{path}: HDF5 solver states are not supported")
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise CaffeFormatError(path, "file not found") from None
+        state = pb.SolverState()
+        try:
+            state.ParseFromString(data)
+        except Exception as exc:  # noqa: BLE001
+            raise CaffeFormatError(path, f"not a valid solverstate ({exc})") from None
+        n = sum(len(b) for b in self.history)
+        if len(state.history) != n:
+            raise SolverError(f"{path}: incorrect length of history blobs ({len(state.history)} in the file, "
+                              f"{self.rule.name} on this net needs {n})")
+        self.iter = int(state.iter)
+        if state.HasField("learned_net") and state.learned_net:
+            candidates = [Path(self._path(state.learned_net)), path.parent / Path(state.learned_net).name]
+            model = next((c for c in candidates if c.exists()), None)
+            if model is None:
+                raise CaffeFormatError(path, f"learned_net {state.learned_net!r} not found")
+            self.copy_trained_layers(str(model))
+        self.current_step = int(state.current_step)
+        k = 0
+        with torch.no_grad():
+            for buffers in self.history:
+                for h in buffers:
+                    blob = state.history[k]
+                    if int(np.prod(blob_shape(blob) or (1,))) != h.numel():
+                        raise SolverError(f"{path}: history blob {k} has shape {blob_shape(blob)}, "
+                                          f"expected {tuple(h.shape)}")
+                    h.copy_(torch.from_numpy(blob_to_array(blob).reshape(h.shape)))
+                    k += 1
+        sidecar = Path(str(path) + ".json")
+        if sidecar.exists():
+            extra = json.loads(sidecar.read_text())
+            if extra.get("format") == SIDECAR_FORMAT and int(extra.get("iter", -1)) == self.iter:
+                self._apply_resume_state(extra)
+        else:
+            self._say(f"{path}: no resume sidecar; data layers restart at their first record (as Caffe)")
+        self.training_log.truncate(self.iter)
+        return self
+
+    # ------------------------------------------------------------------ convenience
+    @property
+    def params(self) -> dict:
+        """``{"layer/blob_index": tensor}`` of the learnable parameters."""
+        return {f"{name}/{idx}": param for name, idx, param, _, _ in self._specs}
+
+    def history_arrays(self, buffer: int = 0) -> dict:
+        """``{"layer/blob_index": float32 array}`` of history buffer ``buffer`` (0: SGD momentum)."""
+        return {f"{name}/{idx}": self.history[buffer][i].detach().cpu().numpy().copy()
+                for i, (name, idx, _, _, _) in enumerate(self._specs)}
+
+
+def get_solver(path, **kwargs) -> Solver:
+    """pycaffe's ``caffe.get_solver(path)``: a :class:`Solver` for a solver prototxt."""
+    return Solver(path, **kwargs)
