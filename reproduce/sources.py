@@ -95,9 +95,8 @@ def lmdb_samples(path) -> Iterator:
 
 def lmdb_count(path) -> int | None:
     try:
-        import lmdb
-        with lmdb.open(str(path), readonly=True, lock=False, subdir=True) as env:
-            return int(env.stat()["entries"])
+        from converters.formats.lmdb_io import shared_env
+        return int(shared_env(path).stat()["entries"])
     except Exception:  # noqa: BLE001 - only a progress hint
         return None
 

@@ -5,7 +5,7 @@ import lmdb
 import numpy as np
 import pytest
 
-from converters.formats import (CaffeFormatError, array_to_datum, compute_image_mean,
+from converters.formats import (CaffeFormatError, shared_env, array_to_datum, compute_image_mean,
                                 convert_imageset, iter_lmdb, lmdb_info, read_imageset_list,
                                 read_mean, write_lmdb, write_mean)
 from converters.proto import caffe_pb2 as pb
@@ -27,11 +27,9 @@ def _read_all(path, **kw):
 
 
 def _raw_values(path):
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin() as txn:
-        values = list(txn.cursor())
-    env.close()
-    return values
+    # through the package's registry: python-lmdb refuses a second open of the same folder
+    with shared_env(path).begin() as txn:
+        return list(txn.cursor())
 
 
 @pytest.mark.parametrize("db", ["lmdb_raw", "lmdb_png"])

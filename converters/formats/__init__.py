@@ -12,7 +12,7 @@ from .fastweights import (LayerWeights, WeightArrays, read_weight_arrays, read_w
                           write_weight_arrays)
 from .lmdb_io import (ImagesetResult, LmdbInfo, array_to_datum, compute_image_mean,
                       convert_imageset, datum_to_array, iter_lmdb, lmdb_info, read_imageset_list,
-                      write_lmdb)
+                      release_env, shared_env, write_lmdb)
 from .prototxt import (filter_net, layer_included, make_state, parse_net, read_net, read_solver,
                        state_meets_rule, upgrade_net)
 from .weights import (array_to_blob, atomic_write_bytes, atomic_writer, blob_shape, blob_to_array,
@@ -26,5 +26,5 @@ __all__ = [
     "LayerWeights", "WeightArrays", "read_weight_arrays", "read_weight_layers",
     "write_weight_arrays",
     "ImagesetResult", "LmdbInfo", "array_to_datum", "compute_image_mean", "convert_imageset",
-    "datum_to_array", "iter_lmdb", "lmdb_info", "read_imageset_list", "write_lmdb",
+    "datum_to_array", "iter_lmdb", "release_env", "shared_env", "lmdb_info", "read_imageset_list", "write_lmdb",
 ]

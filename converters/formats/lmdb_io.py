@@ -20,6 +20,7 @@ import os
 import random
 import shutil
 import tempfile
+import threading
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from google.protobuf.message import DecodeError
 from ..proto import caffe_pb2 as pb
 from .errors import CaffeFormatError
 
-__all__ = ["iter_lmdb", "lmdb_info", "LmdbInfo", "write_lmdb", "convert_imageset",
+__all__ = ["shared_env", "release_env", "iter_lmdb", "lmdb_info", "LmdbInfo", "write_lmdb", "convert_imageset",
            "ImagesetResult", "compute_image_mean", "datum_to_array", "array_to_datum",
            "read_imageset_list"]
 
@@ -161,9 +162,39 @@ def _decode_key(raw: bytes) -> str:
     return bytes(raw).decode("utf-8", "surrogateescape")
 
 
+_SHARED: dict = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_env(path):
+    """The process's one read-only environment of an LMDB folder.
+
+    python-lmdb refuses to open the same folder twice in one process, and Caffe nets read the same
+    database from several places (a TRAIN and a TEST Data layer, an evaluation after training), so
+    every reader in this package goes through this registry.  :func:`release_env` closes one;
+    writers call it before replacing a folder, so no reader keeps serving the old data.
+    """
+    folder = _lmdb_dir(path)
+    key = os.path.realpath(folder)
+    with _SHARED_LOCK:
+        env = _SHARED.get(key)
+        if env is None:
+            env = _SHARED[key] = _open_env(folder)
+        return env
+
+
+def release_env(path) -> None:
+    """Close the shared environment of ``path`` (if one is open)."""
+    key = os.path.realpath(path)
+    with _SHARED_LOCK:
+        env = _SHARED.pop(key, None)
+    if env is not None:
+        env.close()
+
+
 def _iter_raw(path) -> Iterator[tuple[str, bytes]]:
     lmdb = _lmdb()
-    env = _open_env(path)
+    env = shared_env(path)
     try:
         if env.stat()["entries"] == 0:
             raise CaffeFormatError(path, "LMDB holds no entries")
@@ -172,8 +203,6 @@ def _iter_raw(path) -> Iterator[tuple[str, bytes]]:
                 yield _decode_key(key), value
     except lmdb.Error as exc:
         raise CaffeFormatError(path, f"corrupt LMDB ({exc})") from None
-    finally:
-        env.close()
 
 
 def iter_lmdb(path, mode: str = "color") -> Iterator[tuple[str, int, np.ndarray]]:
@@ -292,6 +321,7 @@ class _LmdbWriter:
         self.flush()
         self.env.sync(True)
         self.env.close()
+        release_env(self.out)
         if self.out.exists():
             trash = Path(tempfile.mkdtemp(prefix="." + self.out.name + ".", suffix=".old",
                                           dir=self.out.parent))

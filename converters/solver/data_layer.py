@@ -38,29 +38,16 @@ class DataLayerError(ValueError):
     """A Data layer that cannot be set up (message names the layer / file)."""
 
 
-_ENVS: dict = {}
-_ENVS_LOCK = threading.Lock()
-
-
 def _lmdb_env(path):
-    """One read-only environment per LMDB folder and process (python-lmdb refuses to open the same
-    folder twice; Caffe's TRAIN and TEST Data layers often read the same LMDB)."""
-    import lmdb
-    folder = Path(path)
-    if folder.is_file() and folder.name == "data.mdb":
-        folder = folder.parent
-    if not (folder / "data.mdb").is_file():
-        raise DataLayerError(f"{path}: not an LMDB folder (no data.mdb)")
-    key = os.path.realpath(folder)
-    with _ENVS_LOCK:
-        env = _ENVS.get(key)
-        if env is None:
-            try:
-                env = lmdb.open(str(folder), readonly=True, lock=False, subdir=True, max_readers=1024)
-            except lmdb.Error as exc:
-                raise DataLayerError(f"{path}: not a valid LMDB ({exc})") from None
-            _ENVS[key] = env
-    return env
+    """The process-wide read-only environment of an LMDB folder (python-lmdb refuses to open the
+    same folder twice; Caffe's TRAIN and TEST Data layers often read the same LMDB, and evaluation
+    reads it again after training): the registry of :func:`converters.formats.shared_env`."""
+    from ..formats.errors import CaffeFormatError
+    from ..formats.lmdb_io import shared_env
+    try:
+        return shared_env(path)
+    except CaffeFormatError as exc:
+        raise DataLayerError(str(exc)) from None
 
 
 def _default_reader(path, mode: str = "native", start: int = 0) -> Iterator:
