@@ -25,7 +25,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-from reproduce import demo, grid, protocol, report, sources  # noqa: E402
+from reproduce import demo, grid, predict, protocol, report, sources  # noqa: E402
 from reproduce.assets import ENV_MIRROR, ENV_ROOT, AssetError, AssetStore  # noqa: E402
 
 PROTOCOL_VERSION = 1  # bump when the scoring changes so cached fold results are recomputed
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     misc.add_argument("--assets-dir", help=f"where the upstream files go (default: repository root; "
                                            f"also ${ENV_ROOT})")
     demo.add_arguments(p)
+    predict.add_predict_arguments(p)
     return p
 
 
@@ -373,6 +374,8 @@ def main(argv=None) -> int:
         if args.demo:
             return demo.main_demo(args=args)
         validate(args)
+        if args.predict:
+            return predict.run_predict(args)
         store = AssetStore(args.assets_dir, args.assets_mirror, progress=False if args.no_progress else None)
         if args.fetch_assets:
             paths = store.fetch_all()

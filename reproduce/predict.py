@@ -1,0 +1,940 @@
+#!/usr/bin/env python
+"""Age group or gender of your own photos, with the paper's models and its exact 10-crop protocol.
+
+    python reproduce/run.py --predict PHOTO_OR_FOLDER --table 2 --row m,w --weights MODELS [--fold K]
+    python reproduce/run.py --predict PHOTO_OR_FOLDER --deploy D.prototxt --caffemodel W.caffemodel \\
+        --mean mean.binaryproto [--labels age|gender|FILE] [--output-blob prob]
+    python -m reproduce.predict ...   (the same options; images may also be given as positionals)
+
+Model: a paper cell (``--table 2|3 --row R [--col C]``; weights ``DIR/<folder>/models_test_is_K/
+caffenet_train_iter_N.caffemodel`` from ``--weights DIR``; ``--fold K`` one fold model, default
+``all`` = the probabilities of the 5 fold models averaged; each fold model gets its own fold's mean
+image of the cell's mean variant, from ``--means DIR`` or the upstream files via
+:mod:`reproduce.assets`), or any Caffe classifier (``--deploy/--caffemodel`` with ``--mean FILE`` or
+``--mean-value B,G,R``).
+
+Preprocessing = the protocol (:mod:`reproduce.protocol`): the photo (or the face crop) is read in
+colour as BGR (``cv2.imread``, as ``convert_imageset``), squashed to 256x256 (the mean file's size)
+with ``cv2.INTER_LINEAR``, taken as float, minus the full 256x256 mean image (a ``--mean-value`` is
+broadcast), then ``caffe.io.oversample``'s 10 crops; the 10 rows of the net's softmax output are
+averaged (and, with several fold models, those averages again).  Without a mean the numbers are
+garbage, so a missing mean is an error (``--no-mean`` to insist).
+
+Faces (``--detect-faces``): OpenCV's stock frontal-face Haar cascade
+(``cv2.data.haarcascades + 'haarcascade_frontalface_default.xml'``, nothing downloaded; scale
+factor 1.1, 5 neighbours, faces >= ``--min-face`` 30 px), every detection enlarged by
+``--face-margin`` = 40 % of its width/height on each side (the Haar box covers brows to chin; the
+Adience crops show the whole head with some background, the face filling roughly half the crop)
+and clipped to the photo; each face is predicted on its own.  A photo in which no face is found is
+predicted as a whole (``face_box`` null, ``detected`` false) and a note goes to stderr.  Without
+``--detect-faces`` the whole photo is one face crop (as an Adience crop would be).
+
+Outputs: a table on stdout; with ``--out DIR``: ``predictions.json`` (a list of ``{"image",
+"face", "face_box" [x, y, w, h] | null, "detected", "probs", "label", "label_name", ...}``),
+``predictions.csv``, ``annotated/<photo>.png`` (boxes and labels) and, with ``--explain``,
+``heatmaps/<photo>_face<i>.png`` (the centre crop beside the LRP relevance of the predicted class,
+paper composite, ``black-firered`` colours; averaged over the fold models).  Exit codes: 0 done,
+2 bad input (one line on stderr), 130 interrupted.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from collections import deque  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from reproduce import grid, protocol, sources  # noqa: E402
+from reproduce.folds import AGE_GROUPS  # noqa: E402
+
+PROG = "predict"
+FACE_MARGIN = 0.4          # fraction of the detection's width/height added on each side
+MIN_FACE = 30              # pixels, smallest face the detector looks for
+DETECT_SIDE = 1280         # larger photos are searched for faces on a copy scaled to this longer side
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+DEFAULT_RESIZE = 256       # the LMDB image size (convert_imageset --resize_height/width 256)
+DEFAULT_BATCH = 10         # faces per forward pass (x 10 crops)
+# The class names are the label indices of upstream's data preparation (spec 4.2; the age strings
+# are reproduce.folds.AGE_GROUPS).  Upstream's heatmap_drawing/synset_age.txt spells class 2
+# "(8, 13)" and synset_gender.txt has "m"/"f"; the indices agree.
+LABELS = {"age": tuple(AGE_GROUPS), "gender": ("male", "female")}
+# Caffe layer index up to which the paper's LRP recipe uses the flat rule (spec 6.1, the
+# upstream heatmap script's auxiliaryvariable_maxlayerindexforflatdistinconv; AdienceNet was not
+# configured upstream: 0, as CaffeNet).
+LRP_FLAT_UPTO = {"caffenet": 0, "googlenet": 4, "vgg16": 9, "adiencenet": 0}
+LRP_EPS = 0.1
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+                  ".pbm", ".pnm", ".jp2", ".sr", ".ras"}
+
+
+class PredictError(ValueError):
+    """A bad input; the message is the one line shown to the user."""
+
+
+# ---------------------------------------------------------------------------- the classifier
+@dataclass
+class Net:
+    """One Caffe classifier with the mean its inputs are centred with."""
+    name: str
+    model: object
+    mean: object            # torch (C, H, W) / (C, 1, 1) float32, or None (--no-mean)
+    input_size: int
+    output_blob: str
+    deploy: str
+    weights: str
+    mean_source: str | None
+
+
+@dataclass
+class Classifier:
+    """The nets whose 10-crop probabilities are averaged, and what the classes are called."""
+    nets: list
+    labels: tuple
+    target: str | None      # "age" / "gender" when the classes are Adience's (1-off groups for age)
+    resize: tuple           # (H, W) the photo/face is squashed to before the crops
+    device: str = "cpu"
+    family: str | None = None
+    description: str = ""
+    channels_last: bool = True
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.labels)
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        """(B, C) probabilities of uint8 (B, 3, H, W) BGR faces: per net the mean of the 10 crops'
+        softmax rows, then the mean over the nets."""
+        import torch
+        x = torch.from_numpy(np.ascontiguousarray(faces)).to(self.device).to(torch.float32)
+        per_net = []
+        with torch.inference_mode():
+            for net in self.nets:
+                xi = x - net.mean if net.mean is not None else x
+                crops = protocol.oversample(xi, net.input_size)          # (B, 10, C, S, S)
+                b = crops.shape[0]
+                flat = crops.reshape(b * protocol.N_CROPS, *crops.shape[2:])
+                flat = flat.contiguous(memory_format=torch.channels_last if self.channels_last
+                                       else torch.contiguous_format)
+                out = protocol.output_of(net.model, flat, net.output_blob)
+                out = out.reshape(b, protocol.N_CROPS, -1).float().cpu().numpy()
+                if out.shape[2] != self.n_classes:
+                    raise PredictError(f"{net.deploy}: output blob {net.output_blob!r} has {out.shape[2]} classes, "
+                                       f"{self.n_classes} labels")
+                per_net.append(np.mean(out, axis=1, dtype=np.float32))
+        if len(per_net) == 1:
+            return per_net[0]
+        return np.mean(np.stack(per_net), axis=0, dtype=np.float32)
+
+
+def _blob_producer(net_param, blob: str):
+    producer = None
+    for layer in net_param.layer:
+        if blob in layer.top:
+            producer = layer
+    return producer
+
+
+def load_net(deploy, weights, mean, name: str, output_blob: str | None = None, input_size: int | None = None,
+             device: str = "cpu", channels_last: bool = True, mean_source: str | None = None) -> Net:
+    """A Caffe classifier: checks that it takes a 3-channel square image and ends in a Softmax."""
+    import torch
+
+    import converters
+    for what, path in (("deploy prototxt", deploy), ("caffemodel", weights)):
+        if not Path(path).is_file():
+            raise PredictError(f"{path}: {what} not found")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # missing weights are reported below as an error
+        model = converters.load_caffe(str(deploy), str(weights), phase="test")
+    missing = list(getattr(model, "missing_weights", ()))
+    if missing:
+        raise PredictError(f"{weights}: no weights for layer(s) {', '.join(missing)} of {deploy} "
+                           "(a caffemodel of another net?)")
+    if not model.input_names:
+        raise PredictError(f"{deploy}: the net declares no input blob")
+    shape = tuple(model.input_shapes[model.input_names[0]])
+    if len(shape) != 4 or shape[1] != 3:
+        raise PredictError(f"{deploy}: input {model.input_names[0]!r} has shape {shape}; an image classifier "
+                           "takes (N, 3, S, S) BGR crops")
+    if shape[2] != shape[3]:
+        raise PredictError(f"{deploy}: input crops are {shape[2]}x{shape[3]}; the 10-crop protocol needs square crops")
+    if input_size is not None and int(input_size) != shape[2]:
+        raise PredictError(f"{deploy}: input is {shape[2]}x{shape[3]}, the paper cell says {input_size}")
+    outputs = list(model.output_names)
+    if output_blob is None:
+        if len(outputs) == 1:
+            output_blob = outputs[0]
+        else:
+            for cand in ("prob", "loss3/loss3"):
+                if cand in outputs:
+                    output_blob = cand
+                    break
+            else:
+                raise PredictError(f"{deploy}: the net has several outputs ({', '.join(outputs)}); "
+                                   "choose the softmax with --output-blob")
+    if output_blob not in model.blob_shapes:
+        raise PredictError(f"{deploy}: the net has no blob {output_blob!r} (outputs: {', '.join(outputs)})")
+    bshape = tuple(model.blob_shapes[output_blob])
+    producer = _blob_producer(model.net_param, output_blob)
+    if len(bshape) < 2 or any(d != 1 for d in bshape[2:]) or bshape[1] < 2:
+        raise PredictError(f"{deploy}: blob {output_blob!r} has shape {bshape}: not a classifier's (N, classes) "
+                           "output")
+    if producer is None or producer.type != "Softmax":
+        kind = producer.type if producer is not None else "no"
+        raise PredictError(f"{deploy}: blob {output_blob!r} comes from a {kind} layer, not Softmax: not class "
+                           "probabilities (give the softmax blob with --output-blob)")
+    model.eval().to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    mean_t = None
+    if mean is not None:
+        mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float32), device=device)
+    return Net(name, model, mean_t, int(shape[2]), output_blob, str(deploy), str(weights), mean_source)
+
+
+def parse_mean_value(text: str) -> np.ndarray:
+    try:
+        vals = [float(v) for v in str(text).replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        vals = []
+    if len(vals) != 3:
+        raise PredictError(f"--mean-value: expected three numbers B,G,R (BGR order, 0..255), got {text!r}")
+    return np.asarray(vals, dtype=np.float32).reshape(3, 1, 1)
+
+
+def read_mean_file(path) -> np.ndarray:
+    from converters.formats import read_mean
+    if not Path(path).is_file():
+        raise PredictError(f"{path}: mean file not found (the net was trained on mean-subtracted images; "
+                           "without the mean its probabilities are garbage)")
+    mean = read_mean(path)
+    if mean.shape[0] != 3:
+        raise PredictError(f"{path}: mean has {mean.shape[0]} channel(s), expected 3 (BGR)")
+    return mean
+
+
+def read_labels(spec: str | None, n_classes: int) -> tuple[tuple, str | None]:
+    """(names, target) for ``--labels age|gender|FILE`` (one name per line), or by the class count."""
+    if spec in LABELS:
+        names, target = LABELS[spec], spec
+    elif spec:
+        p = Path(spec)
+        if not p.is_file():
+            raise PredictError(f"--labels: {spec!r} is neither age, gender nor a file")
+        names = tuple(line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
+        target = None
+    else:
+        target = {8: "age", 2: "gender"}.get(n_classes)
+        names = LABELS[target] if target else tuple(f"class {i}" for i in range(n_classes))
+    if len(names) != n_classes:
+        raise PredictError(f"--labels {spec}: {len(names)} names for a net with {n_classes} classes")
+    return tuple(names), target
+
+
+def _n_classes(net: Net) -> int:
+    shape = net.model.blob_shapes[net.output_blob]
+    return int(np.prod(shape[1:]))
+
+
+def parse_folds(text) -> list[int]:
+    if text is None or str(text).strip().lower() == "all":
+        return [0, 1, 2, 3, 4]
+    try:
+        folds = [int(v) for v in str(text).replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        folds = []
+    if not folds or any(k not in range(5) for k in folds):
+        raise PredictError(f"--fold: expected a fold 0..4, a list like 0,3, or all; got {text!r}")
+    return sorted(set(folds))
+
+
+def select_cell(table, rows, cols) -> grid.Cell:
+    """The one filled cell named by ``--table``/``--row``/``--col`` (the column may be implied)."""
+    table = int(table)
+    if table not in grid.TABLES:
+        raise PredictError(f"--table: expected 2, 3, 4 or 5, got {table}")
+    if not rows:
+        raise PredictError(f"--table {table} needs --row (one of {' '.join(grid.ROWS[table])})")
+    try:
+        rows = grid.parse_rows(rows if isinstance(rows, (list, tuple)) else [rows], table)
+        cols = grid.parse_cols(cols if isinstance(cols, (list, tuple)) else [cols], table) if cols else None
+    except grid.GridError as exc:
+        raise PredictError(str(exc)) from None
+    if len(rows) != 1:
+        raise PredictError(f"--row: predictions use one model, got rows {' '.join(rows)}")
+    if cols is not None and len(cols) != 1:
+        raise PredictError(f"--col: predictions use one model, got columns {' '.join(cols)}")
+    candidates = [grid.cell(table, rows[0], c) for c in (cols or grid.COLUMNS[table])]
+    filled = [c for c in candidates if not c.empty]
+    if not filled:
+        where = f"{rows[0]} {cols[0]}" if cols else f"row {rows[0]}"
+        raise PredictError(f"Table {table} {where} is empty in the paper: no model to predict with")
+    if len(filled) > 1:
+        raise PredictError(f"Table {table} row {rows[0]} has models in columns "
+                           f"{', '.join(c.col for c in filled)}: choose one with --col")
+    return filled[0]
+
+
+def build_classifier(args) -> Classifier:
+    """The classifier described by the parsed options (paper cell or --deploy/--caffemodel)."""
+    device = getattr(args, "device", "cpu") or "cpu"
+    channels_last = not getattr(args, "contiguous", False)
+    no_mean = bool(getattr(args, "no_mean", False))
+    deploy = getattr(args, "deploy", None)
+    table = getattr(args, "table", None)
+    if deploy and table is not None:
+        raise PredictError("give either a paper cell (--table/--row/--col) or --deploy/--caffemodel, not both")
+    if deploy or getattr(args, "caffemodel", None):
+        return _custom_classifier(args, device, channels_last, no_mean)
+    if table is None:
+        raise PredictError("no model: give --table T --row R [--col C] --weights DIR (a paper cell) or "
+                           "--deploy PROTOTXT --caffemodel FILE --mean FILE (any Caffe classifier)")
+    return _cell_classifier(args, device, channels_last, no_mean)
+
+
+def _custom_classifier(args, device, channels_last, no_mean) -> Classifier:
+    deploy, caffemodel = getattr(args, "deploy", None), getattr(args, "caffemodel", None)
+    if not deploy or not caffemodel:
+        raise PredictError("--deploy and --caffemodel go together (the net and its trained weights)")
+    if getattr(args, "fold", None) is not None:
+        raise PredictError("--fold selects a fold model of a paper cell (--table); not with --deploy")
+    mean_file, mean_value = getattr(args, "mean", None), getattr(args, "mean_value", None)
+    if mean_file and mean_value:
+        raise PredictError("give either --mean FILE or --mean-value B,G,R, not both")
+    resize = getattr(args, "resize", None)
+    if mean_file:
+        if no_mean:
+            raise PredictError("--no-mean contradicts --mean")
+        mean = read_mean_file(mean_file)
+        size = (int(mean.shape[1]), int(mean.shape[2]))
+        if resize is not None and (resize, resize) != size:
+            raise PredictError(f"--resize {resize}: the mean image {mean_file} is {size[0]}x{size[1]}; the full mean "
+                               "is subtracted before cropping, so images are resized to its size")
+        source = str(mean_file)
+    elif mean_value:
+        if no_mean:
+            raise PredictError("--no-mean contradicts --mean-value")
+        mean = parse_mean_value(mean_value)
+        size = (resize or DEFAULT_RESIZE,) * 2
+        source = f"per-channel BGR {','.join(f'{v:g}' for v in mean.ravel())}"
+    elif no_mean:
+        mean, source = None, None
+        size = (resize or DEFAULT_RESIZE,) * 2
+        print(f"{PROG}: warning: --no-mean: nothing is subtracted; nets trained on mean-subtracted images give "
+              "meaningless probabilities", file=sys.stderr)
+    else:
+        raise PredictError(f"no mean image for {deploy}: pass --mean mean.binaryproto (the mean the net was trained "
+                           "with) or --mean-value B,G,R; without it the probabilities are garbage (--no-mean to "
+                           "predict anyway)")
+    net = load_net(deploy, caffemodel, mean, Path(caffemodel).name, getattr(args, "output_blob", None),
+                   device=device, channels_last=channels_last, mean_source=source)
+    if net.input_size > min(size):
+        raise PredictError(f"{deploy}: crops of {net.input_size} do not fit in the {size[0]}x{size[1]} image "
+                           "(mean/--resize)")
+    labels, target = read_labels(getattr(args, "labels", None), _n_classes(net))
+    return Classifier([net], labels, target, size, device, None,
+                      f"{deploy} + {caffemodel}, mean {source or 'none'}", channels_last)
+
+
+def _cell_classifier(args, device, channels_last, no_mean) -> Classifier:
+    for opt in ("mean", "mean_value", "output_blob", "caffemodel"):
+        if getattr(args, opt, None):
+            raise PredictError(f"--{opt.replace('_', '-')} is for --deploy models; a paper cell brings its own")
+    cell = select_cell(args.table, getattr(args, "row", None), getattr(args, "col", None))
+    folds = parse_folds(getattr(args, "fold", None))
+    weights_dir = getattr(args, "weights", None)
+    name = getattr(args, "weights_name", None) or sources.DEFAULT_WEIGHTS_NAME
+    iteration = getattr(args, "iter", None) or cell.final_iter
+    if not weights_dir:
+        raise PredictError(f"{cell.label} ({cell.folder}): --weights DIR is needed (DIR/{cell.folder}/"
+                           f"models_test_is_K/{name.format(iter=iteration, fold='K', folder=cell.folder)}; "
+                           f"model archive: {sources.LINKS['weights']})")
+    paths = [sources.weights_path(weights_dir, cell.folder, k, iteration, name) for k in folds]
+    absent = [str(p) for p in paths if not p.is_file()]
+    if absent:
+        more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
+        raise PredictError(f"{cell.label} ({cell.folder}): weights not found: {absent[0]}{more} "
+                           f"(model archive: {sources.LINKS['weights']}; other file names: --weights-name)")
+    store = None
+
+    def assets():
+        nonlocal store
+        if store is None:
+            from reproduce.assets import AssetStore
+            store = AssetStore(getattr(args, "assets_dir", None), getattr(args, "assets_mirror", None),
+                               progress=False if getattr(args, "no_progress", False) else None)
+        return store
+
+    from reproduce.assets import AssetError
+    deploy = sources.deploy_override(weights_dir, cell.folder)
+    if deploy is None:
+        try:
+            deploy = assets().deploy(cell.folder)
+        except AssetError as exc:
+            raise PredictError(f"the deploy prototxt of {cell.folder} is needed: {exc}") from None
+    nets = []
+    means_dir = getattr(args, "means", None)
+    for k, w in zip(folds, paths):
+        mean, source = None, None
+        if not no_mean:
+            if means_dir:
+                mpath = sources.mean_path(means_dir, cell.mean, k)
+                if not mpath.is_file():
+                    raise PredictError(f"{mpath}: mean image of the [{cell.mean}] variant, fold {k}, not found "
+                                       f"(needed: the models were trained on mean-subtracted images, without it the "
+                                       f"probabilities are garbage)")
+            else:
+                try:
+                    mpath = assets().mean(cell.mean, k)
+                except AssetError as exc:
+                    raise PredictError(f"the mean image of the [{cell.mean}] variant, fold {k}, is needed (without it "
+                                       f"the probabilities are garbage) and could not be obtained: {exc}; or pass "
+                                       "--means DIR") from None
+            mean, source = read_mean_file(mpath), str(mpath)
+        nets.append(load_net(deploy, w, mean, f"fold {k}", cell.output_blob, cell.input_size, device,
+                             channels_last, source))
+    if no_mean:
+        print(f"{PROG}: warning: --no-mean: the paper's models see mean-subtracted images; these probabilities are "
+              "meaningless", file=sys.stderr)
+    sizes = {tuple(n.mean.shape[1:]) for n in nets if n.mean is not None}
+    if len(sizes) > 1:
+        raise PredictError(f"the fold means of {cell.folder} have different sizes {sorted(sizes)}")
+    size = sizes.pop() if sizes else (getattr(args, "resize", None) or DEFAULT_RESIZE,) * 2
+    labels = LABELS[cell.target]
+    if _n_classes(nets[0]) != len(labels):
+        raise PredictError(f"{deploy}: {_n_classes(nets[0])} classes, the {cell.target} task has {len(labels)}")
+    fold_text = f"fold {folds[0]}" if len(folds) == 1 else f"folds {','.join(map(str, folds))} averaged"
+    desc = (f"Table {cell.table} {cell.row} {cell.col} = {cell.folder} ({cell.target}), iteration {iteration}, "
+            f"{fold_text}, mean [{cell.mean}]")
+    return Classifier(nets, labels, cell.target, size, device, cell.family, desc, channels_last)
+
+
+# ---------------------------------------------------------------------------- images and faces
+def list_images(inputs, exclude=None) -> list[Path]:
+    """Image files named or found (recursively, sorted) in the folders; ``exclude``: a folder to skip."""
+    import cv2
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    excl = Path(exclude).resolve() if exclude else None
+    out = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                           and not (excl is not None and excl in f.resolve().parents))
+            if not found:
+                raise PredictError(f"{p}: no images in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise PredictError(f"{p}: no such file or folder")
+    for f in out:
+        if not cv2.haveImageReader(str(f)):
+            raise PredictError(f"{f}: not an image OpenCV can read")
+    return out
+
+
+def read_image(path) -> np.ndarray:
+    """The photo as OpenCV reads it in colour: (H, W, 3) uint8 BGR (as convert_imageset)."""
+    import cv2
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        raise PredictError(f"{path}: cannot be read as an image")
+    return img
+
+
+def to_net_input(img: np.ndarray, size) -> np.ndarray:
+    """(H, W, 3) BGR uint8 -> (3, h, w) uint8 squashed to ``size`` = (h, w) with INTER_LINEAR."""
+    import cv2
+    h, w = size
+    if img.shape[:2] != (h, w):
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(img.transpose(2, 0, 1))
+
+
+class FaceDetector:
+    """OpenCV's frontal-face Haar cascade; boxes enlarged by ``margin`` on each side, clipped."""
+
+    def __init__(self, margin: float = FACE_MARGIN, min_size: int = MIN_FACE, scale_factor: float = 1.1,
+                 min_neighbors: int = 5):
+        import cv2
+        if margin < 0:
+            raise PredictError(f"--face-margin: expected >= 0, got {margin}")
+        path = str(Path(cv2.data.haarcascades) / HAAR_CASCADE)
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise PredictError(f"{path}: OpenCV's face cascade cannot be loaded")
+        self.margin, self.min_size = float(margin), int(min_size)
+        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
+
+    def detect(self, img: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Raw detections (x, y, w, h) in the photo's pixels, left to right.  Photos larger than
+        DETECT_SIDE are searched on a downscaled grey copy (the boxes are scaled back)."""
+        import cv2
+        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        scale = min(1.0, DETECT_SIDE / max(grey.shape))
+        if scale < 1.0:
+            grey = cv2.resize(grey, (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))),
+                              interpolation=cv2.INTER_AREA)
+        grey = cv2.equalizeHist(grey)
+        side = max(1, int(round(self.min_size * scale)))
+        found = self.cascade.detectMultiScale(grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                                              minSize=(side, side))
+        boxes = []
+        for box in found:
+            x, y, w, h = (int(round(float(v) / scale)) for v in box)
+            w, h = min(w, img.shape[1] - x), min(h, img.shape[0] - y)
+            boxes.append((x, y, w, h))
+        return sorted(boxes, key=lambda b: (b[0], b[1]))
+
+    def crop_box(self, det, shape) -> tuple[int, int, int, int]:
+        """The detection enlarged by the margin on every side and clipped to the image: (x, y, w, h)."""
+        x, y, w, h = det
+        mx, my = int(round(self.margin * w)), int(round(self.margin * h))
+        x0, y0 = max(0, x - mx), max(0, y - my)
+        x1, y1 = min(shape[1], x + w + mx), min(shape[0], y + h + my)
+        return x0, y0, x1 - x0, y1 - y0
+
+
+@dataclass
+class FaceResult:
+    index: int
+    box: tuple | None               # the crop the net saw (x, y, w, h), None = the whole image
+    detection: tuple | None         # the raw Haar box
+    array: np.ndarray | None        # uint8 (3, H, W) net input (kept until the image is written)
+    probs: np.ndarray | None = None
+
+
+@dataclass
+class ImageResult:
+    path: Path
+    faces: list
+    detected: bool
+    image: np.ndarray | None = None  # the photo (kept only for the annotated PNG)
+    shape: tuple = ()
+
+    @property
+    def done(self) -> bool:
+        return all(f.probs is not None for f in self.faces)
+
+
+def prepare(path, size, detector: FaceDetector | None, keep_image: bool) -> ImageResult:
+    img = read_image(path)
+    faces, detected = [], False
+    if detector is not None:
+        for i, det in enumerate(detector.detect(img)):
+            x, y, w, h = detector.crop_box(det, img.shape)
+            faces.append(FaceResult(i, (x, y, w, h), det, to_net_input(img[y:y + h, x:x + w], size)))
+        detected = bool(faces)
+    if not faces:
+        faces.append(FaceResult(0, None, None, to_net_input(img, size)))
+    return ImageResult(Path(path), faces, detected, img if keep_image else None, tuple(img.shape))
+
+
+def predict_images(classifier: Classifier, paths, detector: FaceDetector | None = None,
+                   batch: int = DEFAULT_BATCH, keep_image: bool = False, keep_faces: bool = False,
+                   on_done=None):
+    """Yield an :class:`ImageResult` per path, in order, with every face's probabilities.
+
+    Faces of consecutive photos share forward passes of ``batch`` faces (x 10 crops).  ``on_done``
+    is called with each finished result (progress bars)."""
+    batch = max(1, int(batch))
+    pending: deque = deque()
+    queue: list = []
+
+    def run(chunk):
+        probs = classifier.probabilities(np.stack([f.array for f in chunk]))
+        for f, p in zip(chunk, probs):
+            f.probs = p
+            if not keep_faces:
+                f.array = None
+
+    def finished():
+        while pending and pending[0].done:
+            res = pending.popleft()
+            if on_done is not None:
+                on_done(res)
+            yield res
+
+    for path in paths:
+        res = prepare(path, classifier.resize, detector, keep_image)
+        pending.append(res)
+        queue.extend(res.faces)
+        while len(queue) >= batch:
+            run(queue[:batch])
+            queue = queue[batch:]
+            yield from finished()
+    if queue:
+        run(queue)
+    yield from finished()
+
+
+# ---------------------------------------------------------------------------- labels and records
+def one_off(probs: np.ndarray, label: int, names) -> tuple[str, str, float]:
+    lo, hi = max(0, label - 1), min(len(names) - 1, label + 1)
+    return names[lo], names[hi], float(np.sum(probs[lo:hi + 1], dtype=np.float64))
+
+
+def face_record(res: ImageResult, face: FaceResult, classifier: Classifier, image_key: str) -> dict:
+    probs = face.probs
+    label = int(np.argmax(probs))
+    rec = {"image": image_key, "face": face.index,
+           "face_box": list(face.box) if face.box is not None else None,
+           "detected": face.box is not None,
+           "probs": [float(v) for v in probs], "label": label, "label_name": classifier.labels[label],
+           "prob": float(probs[label])}
+    if face.detection is not None:
+        rec["detection_box"] = list(face.detection)
+    if classifier.target == "age":
+        lo, hi, p = one_off(probs, label, classifier.labels)
+        rec["one_off_range"] = [lo, hi]
+        rec["one_off_prob"] = p
+    return rec
+
+
+def format_table(records: list[dict], target: str | None) -> str:
+    head = ["image", "face", "box (x, y, w, h)", target or "class", "p"]
+    if target == "age":
+        head += ["1-off range", "p(1-off)"]
+    rows = []
+    for r in records:
+        box = ", ".join(map(str, r["face_box"])) if r["face_box"] else "whole image"
+        row = [r["image"], str(r["face"]), box, r["label_name"], f"{r['prob']:.3f}"]
+        if target == "age":
+            lo, hi = r["one_off_range"]
+            row += [f"±1 group: {lo}-{hi}", f"{r['one_off_prob']:.3f}"]
+        rows.append(row)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, records: list[dict], labels) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["image", "face", "x", "y", "w", "h", "detected", "label", "label_name", "prob"]
+               + [f"prob_{i}" for i in range(len(labels))])
+    for r in records:
+        box = r["face_box"] or ["", "", "", ""]
+        w.writerow([r["image"], r["face"], *box, int(r["detected"]), r["label"], r["label_name"],
+                    repr(r["prob"])] + [repr(v) for v in r["probs"]])
+    path.write_text(buf.getvalue(), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------- pictures
+def _text(img, text, org, scale, colour=(255, 255, 255), bg=(0, 0, 0)):
+    import cv2
+    thick = max(1, int(round(scale * 2)))
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    x, y = org
+    y = max(th + base, y)
+    x = max(0, min(x, img.shape[1] - tw - 1))
+    cv2.rectangle(img, (x, y - th - base), (x + tw + 2, y + 2), bg, -1)
+    cv2.putText(img, text, (x + 1, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
+
+
+def annotate(img: np.ndarray, records: list[dict]) -> np.ndarray:
+    """A copy of the photo with every face box and its label (cv2 drawing)."""
+    import cv2
+    out = img.copy()
+    h, w = out.shape[:2]
+    scale = max(0.4, min(h, w) / 500.0)
+    for r in records:
+        text = f"{r['label_name']} {r['prob']:.2f}"
+        if r["face_box"]:
+            x, y, bw, bh = r["face_box"]
+            thick = max(2, int(round(min(h, w) / 250)))
+            cv2.rectangle(out, (x, y), (x + bw - 1, y + bh - 1), (0, 255, 0), thick)
+            _text(out, text, (x, y - 4), max(0.4, min(scale, bw / 250.0)), bg=(0, 110, 0))
+        else:
+            _text(out, text, (4, 4), scale)
+    return out
+
+
+def black_firered(relevance: np.ndarray) -> np.ndarray:
+    """(H, W) relevance -> (H, W, 3) uint8 BGR with upstream's ``black-firered`` colour map: divided
+    by max |R|; positive black -> red (0.25) -> yellow (0.5) -> white (1), negative black -> blue ->
+    cyan -> white."""
+    r = np.asarray(relevance, dtype=np.float64)
+    m = np.max(np.abs(r)) if r.size else 0.0
+    x = r / m if m > 0 else np.zeros_like(r)
+    pos, neg = np.clip(x, 0, 1), np.clip(-x, 0, 1)
+
+    def ramp(v):  # (first, second, third) channel intensities of one sign
+        return np.clip(v / 0.25, 0, 1), np.clip((v - 0.25) / 0.25, 0, 1), np.clip((v - 0.5) / 0.5, 0, 1)
+
+    pr, pg, pb = ramp(pos)
+    nb, ng, nr = ramp(neg)
+    bgr = np.stack([pb + nb, pg + ng, pr + nr], axis=-1)
+    return (np.clip(bgr, 0, 1) * 255).round().astype(np.uint8)
+
+
+def explain_faces(classifier: Classifier, faces: np.ndarray, classes) -> list[np.ndarray]:
+    """Channel-summed LRP relevance (S, S) of the true-centre crop of every face for its class,
+    paper composite, averaged over the classifier's nets (upstream compute_average_heatmaps)."""
+    import torch
+    try:
+        from converters import lrp
+    except ImportError as exc:
+        raise PredictError(f"--explain needs converters.lrp, which cannot be imported here ({exc})") from None
+    flat_upto = LRP_FLAT_UPTO.get(classifier.family or "", 0)
+    composite = lrp.paper_composite(flat_upto=flat_upto, eps=LRP_EPS)
+    x = torch.from_numpy(np.ascontiguousarray(faces)).to(classifier.device).to(torch.float32)
+    total = None
+    for net in classifier.nets:
+        s = net.input_size
+        oy, ox = protocol.centre_crop_offset(x.shape[2], s), protocol.centre_crop_offset(x.shape[3], s)
+        xi = x - net.mean if net.mean is not None else x
+        crop = xi[:, :, oy:oy + s, ox:ox + s].contiguous()
+        rel = lrp.explain(net.model, crop, [int(c) for c in classes], composite).relevance
+        rel = rel.detach().float().sum(1).cpu().numpy()
+        total = rel if total is None else total + rel
+    total /= len(classifier.nets)
+    return list(total)
+
+
+def heatmap_picture(face: np.ndarray, relevance: np.ndarray, caption: str) -> np.ndarray:
+    """The centre crop beside its heatmap, with the caption."""
+    s = relevance.shape[0]
+    h, w = face.shape[1:]
+    oy, ox = protocol.centre_crop_offset(h, s), protocol.centre_crop_offset(w, s)
+    crop = np.ascontiguousarray(face[:, oy:oy + s, ox:ox + s].transpose(1, 2, 0))
+    pic = np.concatenate([crop, np.full((s, 4, 3), 255, np.uint8), black_firered(relevance)], axis=1)
+    pic = np.ascontiguousarray(pic)
+    _text(pic, caption, (2, 2), 0.45)
+    return pic
+
+
+# ---------------------------------------------------------------------------- command line
+def add_predict_arguments(parser) -> None:
+    """The predict options (``run.py --predict``).  Options the parser already has (run.py's
+    --table/--row/--col/--weights/--means/--out/--batch/--device ...) are used as they are."""
+    have = set(parser._option_string_actions)  # noqa: SLF001 - skip options run.py already defines
+    g = parser.add_argument_group("predict: age or gender of your own photos")
+
+    def add(*flags, **kw):
+        if not any(f in have for f in flags):
+            g.add_argument(*flags, **kw)
+
+    add("--predict", nargs="+", metavar="IMAGE_OR_FOLDER",
+        help="photos and/or folders of photos (searched recursively) to predict")
+    add("--table", type=int, help="paper cell: 2 (age) or 3 (gender); 4/5 name the same models")
+    add("--row", action="append", help="paper cell row: i, r, m, i,n, r,n, m,n, i,w, m,w")
+    add("--col", action="append", help="paper cell column A, C, G or V (optional when the row has one model)")
+    add("--fold", default=None, help="fold model K (0..4), a list (0,3), or all = the 5 fold models' "
+                                     "probabilities averaged (default)")
+    add("--iter", type=int, help="snapshot iteration (default: the paper's final one)")
+    add("--weights", help="model archive folder: <folder>/models_test_is_K/caffenet_train_iter_N.caffemodel")
+    add("--weights-name", default=sources.DEFAULT_WEIGHTS_NAME, help="weights file name pattern")
+    add("--means", help="folder with mean_image{,_unaligned,_mixed}/Test_fold_is_K/mean.binaryproto "
+                        "(default: the upstream mean images, fetched on demand)")
+    add("--assets-mirror", help="folder or URL laid out like the upstream repository")
+    add("--assets-dir", help="where fetched upstream files go")
+    add("--deploy", help="any Caffe classifier: its deploy prototxt")
+    add("--caffemodel", help="... its trained weights")
+    add("--mean", help="... the mean.binaryproto it was trained with (images are resized to its size)")
+    add("--mean-value", metavar="B,G,R", help="... or a per-channel mean (BGR, 0..255)")
+    add("--no-mean", action="store_true", help="subtract nothing (the probabilities are then meaningless)")
+    add("--labels", help="class names: age, gender or a file with one name per line (default by the class count)")
+    add("--output-blob", help="the softmax blob (default: the net's only output, else prob / loss3/loss3)")
+    add("--resize", type=int, help=f"image side before cropping when no mean file fixes it (default {DEFAULT_RESIZE})")
+    add("--detect-faces", action="store_true", help="find faces with OpenCV's Haar cascade and predict each one")
+    add("--face-margin", type=float, default=FACE_MARGIN,
+        help=f"fraction of the face box added on each side (default {FACE_MARGIN})")
+    add("--min-face", type=int, default=MIN_FACE, help=f"smallest face in pixels (default {MIN_FACE})")
+    add("--explain", action="store_true", help="LRP heatmap of the predicted class per face (needs --out)")
+    add("--contiguous", action="store_true", help="run the net in NCHW instead of channels-last memory layout")
+    add("--out", help="folder for predictions.json/.csv, annotated/ and heatmaps/")
+    add("--batch", type=int, help=f"faces per forward pass, x10 crops (default {DEFAULT_BATCH})")
+    add("--device", default="cpu", help="cpu or cuda[:N]")
+    add("--no-progress", action="store_true", help="no progress bar")
+
+
+def _unique_name(stem: str, used: set) -> str:
+    name, i = stem, 1
+    while name in used:
+        i += 1
+        name = f"{stem}_{i}"
+    used.add(name)
+    return name
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, off: bool):
+    if off:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, desc="predict", unit="img", file=sys.stderr, disable=None, leave=False)
+
+
+def predict(args) -> tuple[list[dict], dict]:
+    """Run a prediction from parsed options; returns (records, summary).  Raises PredictError."""
+    inputs = list(getattr(args, "predict", None) or []) + list(getattr(args, "inputs", None) or [])
+    if not inputs:
+        raise PredictError("nothing to predict: give --predict IMAGE_OR_FOLDER")
+    out = Path(args.out) if getattr(args, "out", None) else None
+    explain = bool(getattr(args, "explain", False))
+    if explain and out is None:
+        raise PredictError("--explain writes heatmap pictures: give --out DIR")
+    batch = getattr(args, "batch", None) or DEFAULT_BATCH
+    if batch <= 0:
+        raise PredictError(f"--batch: expected a positive number of faces, got {batch}")
+    if explain:
+        try:
+            import converters.lrp  # noqa: F401 - fail before any work
+        except ImportError as exc:
+            raise PredictError(f"--explain needs converters.lrp, which cannot be imported here ({exc})") from None
+    paths = list_images(inputs, exclude=out)
+    detector = (FaceDetector(getattr(args, "face_margin", FACE_MARGIN), getattr(args, "min_face", MIN_FACE))
+                if getattr(args, "detect_faces", False) else None)
+    t0 = time.perf_counter()
+    classifier = build_classifier(args)
+    load_s = time.perf_counter() - t0
+
+    if out is not None:
+        (out / "annotated").mkdir(parents=True, exist_ok=True)
+        if explain:
+            (out / "heatmaps").mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
+    used: set = set()
+    no_face = []
+    bar = _progress(len(paths), bool(getattr(args, "no_progress", False)))
+    t1 = time.perf_counter()
+    explain_s = 0.0
+    try:
+        for res in predict_images(classifier, paths, detector, batch, keep_image=out is not None,
+                                  keep_faces=explain, on_done=lambda r: bar.update(1)):
+            key = str(res.path)
+            recs = [face_record(res, f, classifier, key) for f in res.faces]
+            if detector is not None and not res.detected:
+                no_face.append(key)
+            if out is not None:
+                import cv2
+                stem = _unique_name(res.path.stem, used)
+                pic = out / "annotated" / f"{stem}.png"
+                if not cv2.imwrite(str(pic), annotate(res.image, recs)):
+                    raise PredictError(f"{pic}: cannot be written")
+                for r in recs:
+                    r["annotated"] = str(pic)
+                if explain:
+                    te = time.perf_counter()
+                    faces = np.stack([f.array for f in res.faces])
+                    rels = explain_faces(classifier, faces, [r["label"] for r in recs])
+                    for f, r, rel in zip(res.faces, recs, rels):
+                        hm = out / "heatmaps" / f"{stem}_face{f.index}.png"
+                        caption = f"LRP {r['label_name']}"
+                        if not cv2.imwrite(str(hm), heatmap_picture(f.array, rel, caption)):
+                            raise PredictError(f"{hm}: cannot be written")
+                        r["heatmap"] = str(hm)
+                        f.array = None
+                    explain_s += time.perf_counter() - te
+                res.image = None
+            records.extend(recs)
+    finally:
+        bar.close()
+    wall = time.perf_counter() - t1
+    for key in no_face:
+        print(f"{PROG}: note: no face found in {key}: predicted the whole image", file=sys.stderr)
+    summary = {"images": len(paths), "faces": len(records), "seconds": wall, "load_seconds": load_s,
+               "explain_seconds": explain_s,
+               "images_per_s": len(paths) / wall if wall > 0 else None,
+               "faces_per_s": len(records) / wall if wall > 0 else None,
+               "model": classifier.description, "nets": len(classifier.nets), "batch": batch,
+               "device": classifier.device, "target": classifier.target, "labels": list(classifier.labels),
+               "no_face": no_face}
+    if out is not None:
+        text = "[\n" + ",\n".join(" " + json.dumps(r) for r in records) + "\n]\n"   # one record per line
+        (out / "predictions.json").write_text(text, encoding="utf-8")
+        write_csv(out / "predictions.csv", records, classifier.labels)
+    return records, summary
+
+
+def run_predict(args) -> int:
+    """Entry point for ``run.py --predict`` (parsed options); prints the table, returns the exit code."""
+    try:
+        records, summary = predict(args)
+    except PredictError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - format/converter/asset errors name the file or layer
+        if _is_input_error(exc):
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    print(f"Model: {summary['model']}")
+    print(format_table(records, summary["target"]))
+    rate = summary["images_per_s"] or 0.0
+    extra = f", LRP {summary['explain_seconds']:.1f} s" if summary["explain_seconds"] else ""
+    print(f"\n{summary['images']} image(s), {summary['faces']} face(s) in {summary['seconds']:.2f} s "
+          f"({rate:.2f} images/s, {summary['faces_per_s'] or 0.0:.2f} faces/s, "
+          f"10 crops x {summary['nets']} net(s) each, "
+          f"batch {summary['batch']}, {summary['device']}{extra}; model loading {summary['load_seconds']:.1f} s)")
+    out = getattr(args, "out", None)
+    if out:
+        print(f"Wrote {Path(out) / 'predictions.json'}, predictions.csv, annotated/"
+              + (", heatmaps/" if getattr(args, "explain", False) else ""))
+    return 0
+
+
+def _is_input_error(exc) -> bool:
+    from reproduce.assets import AssetError
+    kinds = [AssetError, sources.SourceError, grid.GridError, protocol.ProtocolError]
+    try:
+        from converters.formats import CaffeFormatError
+        kinds.append(CaffeFormatError)
+        from converters import ConversionError
+        kinds.append(ConversionError)
+    except ImportError:
+        pass
+    return isinstance(exc, tuple(kinds))
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m reproduce.predict", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER", help="photos or folders (also --predict)")
+    add_predict_arguments(p)
+    return p
+
+
+def main_predict(argv=None) -> int:
+    """``python -m reproduce.predict [IMAGE_OR_FOLDER ...] [options]``."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return run_predict(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main_predict())
