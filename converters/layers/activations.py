@@ -35,11 +35,16 @@ class ReLU(CaffeLayer):
     def __init__(self, layer, phase):
         super().__init__(layer, phase)
         self.negative_slope = float(layer.relu_param.negative_slope)
+        # Caffe runs ``top == bottom`` ReLUs in place.  We do too, but only under
+        # ``torch.inference_mode()`` (autograd and tools that keep every blob, like LRP, need the
+        # pre-activation) and never on a net input (CaffeNet clears the flag there).
+        self.inplace = len(layer.top) == 1 and len(layer.bottom) == 1 and layer.top[0] == layer.bottom[0]
 
     def forward(self, x):
+        inplace = self.inplace and torch.is_inference_mode_enabled()
         if self.negative_slope == 0.0:
-            return F.relu(x)
-        return F.leaky_relu(x, self.negative_slope)
+            return F.relu_(x) if inplace else F.relu(x)
+        return F.leaky_relu(x, self.negative_slope, inplace=inplace)
 
 
 class PReLU(CaffeLayer):
