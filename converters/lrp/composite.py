@@ -1,0 +1,175 @@
+"""Composites: which rule explains which Caffe layer, declared as data (zennit's idea, Caffe's keys).
+
+A :class:`Composite` is an ordered list of ``(LayerMatch, Rule)`` entries -- the first entry whose
+match accepts a layer wins -- over a table of default rules per Caffe type for the layers that
+only move or gate data (ReLU, pooling, Concat...).  A :class:`LayerMatch` selects layers by Caffe
+type, by name, and/or by **Caffe layer index** (``upto``: index <= bound), the numbering of the
+toolbox's Caffe (see :func:`converters.lrp.walk.caffe_layer_indices`).
+
+The paper's recipe is the toolbox's formula 102 (:func:`paper_composite`): Flat on every
+Convolution/InnerProduct with index <= ``flat_upto``, alpha-beta (alpha 2, beta 1) on the other
+Convolutions, epsilon (0.1 in the upstream script; the paper text says 0.01) on the other
+InnerProducts, max pooling winner-takes-all, average pooling proportional, ReLU/Dropout pass.
+
+LRN: :class:`~converters.lrp.rules.LRNTaylor` by default, because the toolbox's demonstrator
+(``lrp_demo``, which drew the paper's heatmaps) hard-codes ``lrn_backward_type = 1`` whatever its
+config says; the rule is not conservative (it scales relevance by about the activation), so
+``lrn="identity"`` (type 0, pure pass-through) is there for conservative analyses.  Flat:
+``flat_mode="toolbox"`` (weights ``1/(kh*kw)``, as the paper's tool) by default,
+``"normalized"`` for zennit's conservative variant; both give the same picture up to a global
+factor except at padded borders.
+
+Knows nothing of any particular net: the per-architecture ``flat_upto`` values live with the
+paper's reproduction code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .rules import (AlphaBeta, ConcatSplit, Epsilon, EltwiseRule, Flat, LRNIdentity, LRNTaylor, Pass,
+                    PoolingRule, Reshape, Route, Rule, SliceJoin, SplitSum, WSquare)
+
+LEARNABLE = ("Convolution", "Deconvolution", "InnerProduct")
+
+DEFAULT_RULES: dict[str, Rule] = {
+    "ReLU": Pass(), "Dropout": Pass(), "Softmax": Pass(),
+    "LRN": LRNIdentity(),
+    "Pooling": PoolingRule(),
+    "Concat": ConcatSplit(), "Split": SplitSum(), "Slice": SliceJoin(),
+    "Flatten": Reshape(), "Reshape": Reshape(),
+    "Eltwise": EltwiseRule(),
+    "Crop": Route(), "Tile": Route(),
+}
+
+
+@dataclass(frozen=True)
+class LayerMatch:
+    """Selects layers: all given criteria must hold (``types`` / ``names`` empty = any).
+
+    ``upto``: the layer's Caffe index must be <= this bound; a layer *name* is resolved to that
+    layer's index when the composite is applied to a net."""
+
+    types: tuple[str, ...] = ()
+    upto: int | str | None = None
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "types", tuple(self.types))
+        object.__setattr__(self, "names", tuple(self.names))
+
+    def matches(self, index: int | None, layer_type: str, name: str,
+                index_of: Callable[[str], int] | None = None) -> bool:
+        if self.types and layer_type not in self.types:
+            return False
+        if self.names and name not in self.names:
+            return False
+        if self.upto is not None:
+            bound = self.upto
+            if isinstance(bound, str):
+                if index_of is None:
+                    raise ValueError(f"LayerMatch(upto={bound!r}) needs the net to resolve the layer name")
+                bound = index_of(bound)
+            if index is None or index > bound:
+                return False
+        return True
+
+    def describe(self) -> str:
+        parts = []
+        if self.types:
+            parts.append("|".join(self.types))
+        if self.names:
+            parts.append("name in " + ",".join(self.names))
+        if self.upto is not None:
+            parts.append(f"index <= {self.upto}")
+        return " and ".join(parts) or "any layer"
+
+
+class Composite:
+    """Ordered ``(LayerMatch, Rule)`` entries over per-type defaults; first match wins."""
+
+    def __init__(self, entries, name: str = "custom", defaults: dict | None = None, params: dict | None = None):
+        self.entries: list[tuple[LayerMatch, Rule]] = [(m, r) for m, r in entries]
+        self.name = name
+        self.defaults = dict(DEFAULT_RULES if defaults is None else defaults)
+        self.params = dict(params or {})
+
+    def rule_for(self, index: int | None, layer_type: str, name: str,
+                 index_of: Callable[[str], int] | None = None) -> Rule | None:
+        for match, rule in self.entries:
+            if match.matches(index, layer_type, name, index_of):
+                return rule
+        return self.defaults.get(layer_type)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "params": self.params,
+                "entries": [{"match": m.describe(), "rule": repr(r)} for m, r in self.entries]}
+
+    def __repr__(self) -> str:
+        return f"Composite({self.name!r}, {len(self.entries)} entries, params={self.params})"
+
+
+def _lrn_rule(lrn: str) -> Rule:
+    if lrn == "taylor":
+        return LRNTaylor()
+    if lrn == "identity":
+        return LRNIdentity()
+    raise ValueError(f"lrn must be 'taylor' (toolbox lrn_backward_type 1) or 'identity' (type 0), got {lrn!r}")
+
+
+def toolbox_composite(formula: int = 102, flat_upto: int | str | None = 0, eps: float = 0.1,
+                      beta: float = 1.0, lrn: str = "taylor", flat_mode: str = "toolbox") -> Composite:
+    """The toolbox's ``relpropformulatype``: 0 epsilon, 2 alpha-beta, 100 alpha-beta on Convolution +
+    epsilon on InnerProduct, 102 = 100 + Flat up to ``flat_upto``, 104 = 100 + w^2 up to ``flat_upto``."""
+    formula = int(formula)
+    eps_rule, ab_rule = Epsilon(eps), AlphaBeta(1.0 + beta, beta)
+    entries: list = []
+    if formula in (102, 104):
+        if flat_upto is not None:
+            low = Flat(flat_mode) if formula == 102 else WSquare()
+            entries.append((LayerMatch(types=LEARNABLE, upto=flat_upto), low))
+    elif formula not in (0, 2, 100):
+        raise ValueError(f"toolbox formula {formula} is not supported (0, 2, 100, 102, 104)")
+    if formula == 0:
+        entries.append((LayerMatch(types=LEARNABLE), eps_rule))
+    elif formula == 2:
+        entries.append((LayerMatch(types=LEARNABLE), ab_rule))
+    else:
+        entries.append((LayerMatch(types=("Convolution", "Deconvolution")), ab_rule))
+        entries.append((LayerMatch(types=("InnerProduct",)), eps_rule))
+    entries.append((LayerMatch(types=("LRN",)), _lrn_rule(lrn)))
+    params = {"formula": formula, "eps": eps, "alpha": 1.0 + beta, "beta": beta, "lrn": lrn}
+    if formula in (102, 104):
+        params["flat_upto"] = flat_upto
+        if formula == 102:
+            params["flat_mode"] = flat_mode
+    return Composite(entries, name=f"toolbox-{formula}", params=params)
+
+
+def paper_composite(flat_upto: int | str | None = 0, eps: float = 0.1, beta: float = 1.0,
+                    lrn: str = "taylor", flat_mode: str = "toolbox") -> Composite:
+    """The paper's recipe (toolbox formula 102); ``flat_upto`` None disables the flat part."""
+    comp = toolbox_composite(102, flat_upto, eps, beta, lrn, flat_mode)
+    comp.name = "paper"
+    return comp
+
+
+COMPOSITES: dict[str, Callable[..., Composite]] = {
+    "paper": paper_composite,
+    "epsilon": lambda eps=0.1, lrn="taylor", **_: toolbox_composite(0, None, eps=eps, lrn=lrn),
+    "alpha-beta": lambda beta=1.0, lrn="taylor", **_: toolbox_composite(2, None, beta=beta, lrn=lrn),
+    "alpha-beta-epsilon": lambda eps=0.1, beta=1.0, lrn="taylor", **_: toolbox_composite(
+        100, None, eps=eps, beta=beta, lrn=lrn),
+    "wsquare": lambda flat_upto=0, eps=0.1, beta=1.0, lrn="taylor", **_: toolbox_composite(
+        104, flat_upto, eps=eps, beta=beta, lrn=lrn),
+}
+
+
+def get_composite(name: str, **params) -> Composite:
+    try:
+        factory = COMPOSITES[name]
+    except KeyError:
+        raise ValueError(f"unknown composite {name!r} (known: {', '.join(sorted(COMPOSITES))})") from None
+    comp = factory(**params)
+    comp.name = name
+    return comp
