@@ -25,7 +25,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-from reproduce import demo, grid, predict, protocol, report, sources  # noqa: E402
+from reproduce import demo, explain, grid, predict, protocol, report, sources, train  # noqa: E402
 from reproduce.assets import ENV_MIRROR, ENV_ROOT, AssetError, AssetStore  # noqa: E402
 
 PROTOCOL_VERSION = 1  # bump when the scoring changes so cached fold results are recomputed
@@ -85,7 +85,23 @@ def build_parser() -> argparse.ArgumentParser:
     misc.add_argument("--assets-dir", help=f"where the upstream files go (default: repository root; "
                                            f"also ${ENV_ROOT})")
     demo.add_arguments(p)
+    ex = p.add_argument_group("explain: LRP heatmaps of table cells (reproduce/explain.py)")
+    ex.add_argument("--explain", action="store_true",
+                    help="LRP heatmaps of the selected cells' fold models for --images (with --predict: "
+                         "the heatmap of the predicted class per face)")
+    ex.add_argument("--images", nargs="+", metavar="IMAGE[:LABEL]", help="images to explain (--explain)")
+    ex.add_argument("--class", dest="class_mode", default="predicted",
+                    help="class to explain: predicted (default), true (label from IMAGE:LABEL) or an index")
+    ex.add_argument("--eps", type=float, default=explain.EPS,
+                    help=f"epsilon of the InnerProduct rule (default {explain.EPS} as the upstream script; "
+                         f"the paper's text says 0.01)")
+    ex.add_argument("--lrn", choices=("taylor", "identity"), default="taylor", help="LRN rule (default taylor)")
+    ex.add_argument("--flat-mode", choices=("toolbox", "normalized"), default="toolbox",
+                    help="flat rule weights (default toolbox)")
+    ex.add_argument("--preprocess", choices=("protocol", "demonstrator"), default="protocol",
+                    help="image preprocessing (default protocol: 256x256, mean, centre crop)")
     predict.add_predict_arguments(p)
+    train.add_train_arguments(p)
     return p
 
 
@@ -367,6 +383,27 @@ def _bar(total, desc, off):
 
 
 # ---------------------------------------------------------------------------- main
+def run_explain(args) -> int:
+    """``--explain --table T --row R --col C --images ...``: heatmaps of every fold model of the cells."""
+    if args.table is None or not args.images:
+        raise UsageError("--explain needs --table, --row/--col and --images (or use it with --predict)")
+    if not args.weights:
+        raise UsageError("--explain needs --weights DIR (the trained models, upstream archive layout)")
+    try:
+        cells = grid.select(args.table, args.row, args.col)
+        store = AssetStore(args.assets_dir, args.assets_mirror, progress=False if args.no_progress else None)
+        summary = explain.explain_cells(
+            cells, args.images, args.weights, parse_folds(args.folds), args.out or "out/explain",
+            explain.parse_class_mode(args.class_mode), means_dir=args.means, store=store, eps=args.eps,
+            lrn=args.lrn, flat_mode=args.flat_mode, preprocess=args.preprocess,
+            weights_name=args.weights_name, iteration=args.iter, progress=print)
+    except explain.ExplainError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote heatmaps of {len(summary.get('cells', summary))} cell(s) to {args.out or 'out/explain'}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     try:
@@ -376,6 +413,10 @@ def main(argv=None) -> int:
         validate(args)
         if args.predict:
             return predict.run_predict(args)
+        if args.train:
+            return train.run_train(args)
+        if args.explain:
+            return run_explain(args)
         store = AssetStore(args.assets_dir, args.assets_mirror, progress=False if args.no_progress else None)
         if args.fetch_assets:
             paths = store.fetch_all()

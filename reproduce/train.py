@@ -1,0 +1,916 @@
+#!/usr/bin/env python
+"""The paper's training runs: ``run.py --table T --row R --col C --train``.
+
+    python reproduce/run.py --table 2 --row m,w --train --lmdb DATA --init INIT [--folds 0] [--out DIR]
+    python reproduce/run.py --table 3 --row i --col A --train --adience ADIENCE --iters 5000 --no-eval
+    python -m reproduce.train ...same options...   (before run.py has the --train wiring)
+
+For every selected cell (deduplicated by model folder: Tables 4/5 reuse the [i]/[r] models) and
+every fold K:
+
+1. the upstream ``model_definitions/<folder>/train_val_test_fold_is_K.prototxt`` and
+   ``solver_test_fold_is_K.prototxt`` (via :class:`reproduce.assets.AssetStore`) are rewritten
+   *as text* into ``<weights>/<folder>/``: every ``source``/``mean_file`` is mapped by its path
+   suffix (``lmdb{sfx}/Test_fold_is_K/<t>_<split>_lmdb`` -> ``--lmdb`` DIR;
+   ``mean_image{sfx}/Test_fold_is_K/mean.binaryproto`` -> ``--means`` DIR or the upstream mean
+   images); a path that cannot be mapped is an error naming file and line.  The solver keeps the
+   committed ``base_lr``/``gamma``/``stepsize``/``momentum``/``weight_decay`` (including gamma 0.3
+   in folds 1-3 of gender AdienceNet-mixed) and gets the REAL schedule of spec 3.2 instead of the
+   committed 950/980/2400 iterations: ``max_iter`` 50k (A, C), 170k (G), 125k (V), x2 for [m];
+   snapshots every 1000 (A, C, G) / 2500 (V).  ``--iters N`` replaces the length (snapshots
+   every ``min(N, family interval)`` and at the end).
+2. Q-G1: the committed gender [m,n] GoogLeNet files are copies of the [r,n] ones (they read
+   ``lmdb_unaligned``/``mean_image_unaligned``).  By default this cell is trained on the MIXED data
+   (``lmdb_mixed``, ``mean_image_mixed``) as the paper's row says, and the run is flagged;
+   ``--q-g1 committed`` trains on what the committed file says.
+3. initialisation as ``caffe train --weights``: fillers first, then blobs copied by layer name from
+   ``--init DIR``: ``bvlc_reference_caffenet.caffemodel`` (C [*,n]), ``bvlc_googlenet.caffemodel``
+   (G [*,n]), ``VGG_ILSVRC_16_layers.caffemodel`` (V [*,n]), ``dex_imdb_wiki.caffemodel`` (V [*,w]);
+   renamed classifiers keep their fillers; scratch cells use none.
+4. :class:`converters.solver.Solver` trains with working directory
+   ``<weights>/<folder>/models_test_is_K/`` and ``snapshot_prefix "caffenet_train"``, i.e. the
+   upstream archive layout ``<weights>/<folder>/models_test_is_K/caffenet_train_iter_N.caffemodel``
+   (+ ``.solverstate`` and its resume sidecar), a per-iteration ``caffenet_train_log.csv``, a
+   ``caffenet_train_curve.png`` and ``train_info.json`` (settings, deviations, flags, timings).
+   A rerun resumes from the newest ``.solverstate`` (``--no-resume`` starts again at 0); a fold whose
+   final snapshot exists is skipped.  Ctrl-C snapshots and exits 130; rerun to continue.
+5. unless ``--no-eval``, run.py's table evaluation scores the new final snapshots
+   (``--weights <weights>``; ``--iter N`` with ``--iters N``) and writes results.json there.
+
+``<weights>`` is ``--weights DIR`` when given, else ``<out>/weights``; ``<out>`` defaults to
+``out/table<T>``.  With ``--adience DIR`` instead of ``--lmdb``, the train/val LMDBs are built first
+from the raw faces and the upstream fold lists under ``<out>/data/`` (256x256 as convert_imageset,
+coarse-tilt faces squared; the shuffle is seeded, upstream's was not).  Options that deviate from the paper (``--iters``, ``--batch-size``,
+``--test-iter``, ``--seed``, ``--q-g1 committed``) are recorded in ``train_info.json`` and in the
+``training`` entry of results.json.
+
+Spreading a grid over machines: one job per (cell, fold), e.g.
+``run.py --table 2 --row i --col G --folds 3 --train --no-eval --lmdb D --init I --weights W``;
+jobs of different (folder, fold) write disjoint folders, so they may share ``W`` on a network file
+system (a lock file ``models_test_is_K/train.lock`` stops two jobs on the same fold); evaluate once
+at the end with ``run.py --table 2 --lmdb D --weights W``.  The Solver is single-process (no
+torchrun / DistributedDataParallel support); it runs on the CPU (``--device`` is passed to it only
+if its constructor grows a ``device`` argument; the evaluation always honours ``--device``).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse  # noqa: E402
+import inspect  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from typing import Callable  # noqa: E402
+
+from reproduce import grid, sources  # noqa: E402
+from reproduce.assets import VARIANT_SUFFIX, AssetError, AssetStore  # noqa: E402
+
+PROG = "run.py"
+
+# spec 3.2: (final iteration, snapshot interval) per family; x2 iterations for [m]
+SCHEDULE = {"adiencenet": (50_000, 1_000), "caffenet": (50_000, 1_000), "googlenet": (170_000, 1_000),
+            "vgg16": (125_000, 2_500)}
+# spec 3.3: starting points of the upstream training scripts (``--weights ./startingpoint/<file>``)
+INIT_FILES = {("imagenet", "caffenet"): "bvlc_reference_caffenet.caffemodel",
+              ("imagenet", "googlenet"): "bvlc_googlenet.caffemodel",
+              ("imagenet", "vgg16"): "VGG_ILSVRC_16_layers.caffemodel",
+              ("imdbwiki", "vgg16"): "dex_imdb_wiki.caffemodel"}
+SNAPSHOT_PREFIX = "caffenet_train"
+QG1_FOLDER = "gender_finetuning_googlenet_mixed"
+SUFFIX_VARIANT = {v: k for k, v in VARIANT_SUFFIX.items()}
+LANDMARK, COARSE = "landmark_aligned_face", "coarse_tilt_aligned_face"
+
+
+class TrainError(Exception):
+    """A problem the user can fix (bad option, unmappable path, missing input); exit code 2."""
+
+
+# ---------------------------------------------------------------------------- options
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Training options of ``run.py`` (those run.py's own parser does not already have; an option another
+    module already added to the parser is used as it is)."""
+    have = set(parser._option_string_actions)  # noqa: SLF001
+    grp = parser.add_argument_group("training (--train; see reproduce/train.py)")
+
+    class _Group:
+        @staticmethod
+        def add_argument(*flags, **kw):
+            if not any(f in have for f in flags):
+                grp.add_argument(*flags, **kw)
+
+    g = _Group()
+    g.add_argument("--train", action="store_true",
+                   help="train the selected cells (upstream train_val/solver, the paper's schedule) and then "
+                        "evaluate them; snapshots go to --weights DIR or <out>/weights")
+    g.add_argument("--init", metavar="DIR",
+                   help="folder with the pretrained starting points: bvlc_reference_caffenet.caffemodel (C [*,n]), "
+                        "bvlc_googlenet.caffemodel (G [*,n]), VGG_ILSVRC_16_layers.caffemodel (V [*,n]), "
+                        "dex_imdb_wiki.caffemodel (V [*,w]); scratch cells need none")
+    g.add_argument("--iters", type=int, metavar="N",
+                   help="train N iterations instead of the paper's 50k (A, C) / 170k (G) / 125k (V), x2 for [m] "
+                        "(DEVIATES from the paper); the evaluation then scores iteration N")
+    g.add_argument("--snapshot-every", type=int, metavar="N",
+                   help="snapshot interval (default: 1000 for A/C/G, 2500 for V as upstream; with --iters "
+                        "min(N, that))")
+    g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from the newest .solverstate of each fold (default on); --no-resume "
+                        "starts again at iteration 0")
+    g.add_argument("--no-eval", action="store_true", help="train only, do not evaluate the snapshots")
+    g.add_argument("--batch-size", type=int, metavar="N",
+                   help="set every Data layer's batch_size to N (tests/debugging; DEVIATES from the paper's "
+                        "50/32/10)")
+    g.add_argument("--test-iter", type=int, metavar="N",
+                   help="validation batches per test pass during training (upstream 1000 for A/C/G, 10 for V); "
+                        "0 switches the validation passes off.  Only the log changes, never the weights")
+    g.add_argument("--seed", type=int, help="solver random_seed (upstream: unseeded)")
+    g.add_argument("--q-g1", choices=("mixed", "committed"), default="mixed",
+                   help="gender [m,n] GoogLeNet (quirk Q-G1): train on the mixed data as the paper's row says "
+                        "(default) or on the [r] data the committed file points to")
+    g.add_argument("--threads", type=int, metavar="N", help="torch CPU threads while training")
+    g.add_argument("--quiet", action="store_true", help="no Caffe-style display/test lines from the solver")
+
+
+# ---------------------------------------------------------------------------- schedule
+def schedule(cell) -> tuple[int, int]:
+    """(max_iter, snapshot interval) of spec 3.2 for a grid cell: x2 iterations for [m]."""
+    final, step = SCHEDULE[cell.family]
+    return (2 * final if cell.train == "m" else final), step
+
+
+def effective_schedule(cell, iters: int | None = None, snapshot_every: int | None = None) -> tuple[int, int]:
+    max_iter, step = schedule(cell)
+    if iters is not None:
+        max_iter = int(iters)
+        step = min(step, max_iter)
+    if snapshot_every is not None:
+        step = int(snapshot_every)
+    return max_iter, step
+
+
+def init_file(cell) -> str | None:
+    """File name of the pretrained starting point of a cell (None for training from scratch)."""
+    if cell.init == "scratch":
+        return None
+    try:
+        return INIT_FILES[(cell.init, cell.family)]
+    except KeyError:
+        raise TrainError(f"{cell.label}: no starting point known for init {cell.init!r} of {cell.family}") from None
+
+
+def training_variant(cell, q_g1: str = "mixed") -> str:
+    """Data variant a cell's model is trained on (Q-G1: the committed [m,n] G gender file says [r])."""
+    if cell.folder == QG1_FOLDER and q_g1 == "committed":
+        return "r"
+    return cell.train
+
+
+# ---------------------------------------------------------------------------- rewriting
+_FIELD = re.compile(r'^(?P<head>\s*(?P<field>source|mean_file)\s*:\s*)"(?P<value>[^"]*)"(?P<tail>.*)$')
+_LMDB = re.compile(r"(?:^|/)lmdb(?P<sfx>_unaligned|_mixed)?/Test_fold_is_(?P<fold>\d+)/"
+                   r"(?P<name>(?P<target>age|gender)_(?P<split>train|val|test)_lmdb)/*$")
+_MEAN = re.compile(r"(?:^|/)mean_image(?P<sfx>_unaligned|_mixed)?/Test_fold_is_(?P<fold>\d+)/mean\.binaryproto$")
+_BATCH = re.compile(r"^(?P<head>\s*batch_size\s*:\s*)(?P<value>\d+)(?P<tail>.*)$")
+_ABS = re.compile(r'"(/[^"]*)"')
+
+
+@dataclass
+class Rewritten:
+    text: str
+    lmdbs: list = field(default_factory=list)      # (split, Path) in file order
+    means: list = field(default_factory=list)      # Path
+    changes: list = field(default_factory=list)    # "line N: field 'old' -> 'new'"
+    remapped: list = field(default_factory=list)   # Q-G1 variant changes
+
+
+def lmdb_dir(root, variant: str, fold: int, name: str) -> Path:
+    return Path(root) / f"lmdb{VARIANT_SUFFIX[variant]}" / f"Test_fold_is_{fold}" / name
+
+
+def rewrite_train_val(text: str, *, file, fold: int, lmdb_root, mean_path: Callable[[str, int], Path],
+                      variant: str | None = None, remap: bool = False, batch_size: int | None = None) -> Rewritten:
+    """Map the hard-coded ``<ROOT>`` LMDB and mean paths of an upstream train_val to the user's data.
+
+    ``variant``: the data variant the file is expected to read; a path of another variant is an
+    error unless ``remap`` (Q-G1), which replaces it by ``variant`` and records it.  ``mean_path``
+    gives the mean file of (variant, fold).  ``batch_size`` replaces every ``batch_size`` value.
+    """
+    out = Rewritten("")
+    lines = text.split("\n")
+    for n, line in enumerate(lines, 1):
+        m = _FIELD.match(line)
+        if m:
+            fld, value = m.group("field"), m.group("value")
+            pat = _LMDB if fld == "source" else _MEAN
+            pm = pat.search(value)
+            if not pm:
+                expect = ("lmdb{,_unaligned,_mixed}/Test_fold_is_K/{age,gender}_{train,val,test}_lmdb" if fld == "source"
+                          else "mean_image{,_unaligned,_mixed}/Test_fold_is_K/mean.binaryproto")
+                raise TrainError(f"{file}:{n}: cannot map {fld} {value!r} to the local data (expected a path "
+                                 f"ending in {expect})")
+            k = int(pm.group("fold"))
+            if k != fold:
+                raise TrainError(f"{file}:{n}: {fld} {value!r} is for fold {k}, the file is for fold {fold}")
+            var = SUFFIX_VARIANT[pm.group("sfx") or ""]
+            if variant is not None and var != variant:
+                if not remap:
+                    raise TrainError(f"{file}:{n}: {fld} {value!r} reads the [{var}] data, the model folder "
+                                     f"is a [{variant}] model")
+                out.remapped.append(f"line {n}: {fld} [{var}] -> [{variant}]")
+                var = variant
+            if fld == "source":
+                new = lmdb_dir(lmdb_root, var, fold, pm.group("name"))
+                out.lmdbs.append((pm.group("split"), new))
+            else:
+                new = Path(mean_path(var, fold))
+                out.means.append(new)
+            new_s = str(Path(new).resolve())
+            if '"' in new_s:
+                raise TrainError(f"{new_s}: a path with a double quote cannot be written into a prototxt")
+            line = f'{m.group("head")}"{new_s}"{m.group("tail")}'
+            out.changes.append(f"line {n}: {fld} {value!r} -> {new_s!r}")
+        else:
+            am = _ABS.search(line.split("#", 1)[0])
+            if am:
+                raise TrainError(f"{file}:{n}: cannot map the absolute path {am.group(1)!r} (only source and "
+                                 f"mean_file paths are rewritten)")
+            bm = _BATCH.match(line) if batch_size is not None else None
+            if bm:
+                line = f"{bm.group('head')}{int(batch_size)}{bm.group('tail')}"
+                out.changes.append(f"line {n}: batch_size {bm.group('value')} -> {int(batch_size)}")
+        lines[n - 1] = line
+    if not out.lmdbs:
+        raise TrainError(f"{file}: no Data layer source found to rewrite")
+    out.text = "\n".join(lines)
+    out.text = _automatic_loss_tops(out.text, file, out.changes)
+    return out
+
+
+AUTO_TOP = "(automatic)"
+
+
+def _automatic_loss_tops(text: str, file, changes: list) -> str:
+    """Caffe's ``AutoTopBlobs``: a loss layer written without ``top`` (the VGG train_val ``loss``) gets an
+    anonymous top blob named ``(automatic)`` at net construction.  The converter needs the top spelled
+    out, so it is written into the text under the same name; the maths are unchanged."""
+    lines = text.split("\n")
+    inserts = []
+    depth, block = 0, None
+    for i, line in enumerate(lines):
+        code = re.sub(r'"[^"]*"', '""', line.split("#", 1)[0])
+        if depth == 0 and re.match(r"\s*layers?\s*\{", code):
+            block = {"start": i, "type": None, "top": False, "name": None}
+        elif depth == 1 and block is not None:
+            m = re.match(r'\s*(type|top|name)\s*:\s*"?([^"\s]*)"?', line)
+            if m and m.group(1) == "top":
+                block["top"] = True
+            elif m and block[m.group(1)] is None:
+                block[m.group(1)] = (m.group(2), i)
+        depth += code.count("{") - code.count("}")
+        if depth == 0 and block is not None:
+            kind = (block["type"] or ("", 0))[0]
+            if not block["top"] and (kind.endswith("Loss") or kind.endswith("_LOSS")):
+                at = (block["name"] or block["type"])[1]
+                indent = re.match(r"\s*", lines[at]).group(0)
+                inserts.append((at + 1, f'{indent}top: "{AUTO_TOP}"'))
+                name = (block["name"] or ("?", 0))[0]
+                changes.append(f"line {at + 1}: layer {name!r} ({kind}) has no top: added Caffe's automatic "
+                               f"top {AUTO_TOP!r}")
+            block = None
+    for at, new in reversed(inserts):
+        lines.insert(at, new)
+    return "\n".join(lines)
+
+
+_SOLVER_FIELD = re.compile(r"^\s*(?P<field>[A-Za-z_]+)\s*:")
+
+
+def rewrite_solver(text: str, *, file, net: str, max_iter: int, snapshot: int, test_iter: int | None = None,
+                   seed: int | None = None) -> tuple[str, list[str]]:
+    """The committed solver with the real schedule; base_lr/gamma/stepsize/momentum/... untouched.
+
+    Returns (new text, list of changes).  ``test_iter`` 0 switches the test passes off
+    (``test_interval: 0``, ``test_initialization: false``).
+    """
+    repl = {"net": f'"{net}"', "max_iter": str(int(max_iter)), "snapshot": str(int(snapshot)),
+            "snapshot_prefix": f'"{SNAPSHOT_PREFIX}"'}
+    if test_iter is not None:
+        if test_iter > 0:
+            repl["test_iter"] = str(int(test_iter))
+        else:
+            repl["test_interval"] = "0"
+            repl["test_initialization"] = "false"
+    if seed is not None:
+        repl["random_seed"] = str(int(seed))
+    seen, changes, lines = set(), [], []
+    for line in text.split("\n"):
+        m = _SOLVER_FIELD.match(line)
+        if m and m.group("field") in repl:
+            fld = m.group("field")
+            old = line.split(":", 1)[1].strip()
+            line = f"{fld}: {repl[fld]}"
+            if old != repl[fld]:
+                changes.append(f"{fld}: {old} -> {repl[fld]}")
+            seen.add(fld)
+        lines.append(line)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    for fld in repl:
+        if fld not in seen:
+            lines.append(f"{fld}: {repl[fld]}")
+            changes.append(f"{fld}: (unset) -> {repl[fld]}")
+    header = [f"# {file}, rewritten by reproduce/train.py:"] + [f"#   {c}" for c in changes]
+    return "\n".join(header + lines) + "\n", changes
+
+
+# ---------------------------------------------------------------------------- planning
+@dataclass
+class TrainJob:
+    cell: grid.Cell            # first selected cell of the folder
+    fold: int
+    variant: str               # data variant trained on
+    max_iter: int
+    snapshot: int
+    init: Path | None
+    folder_dir: Path           # <weights>/<folder>
+    train_val: Path = None
+    solver: Path = None
+    rewritten: Rewritten = None
+    solver_changes: list = field(default_factory=list)
+    flags: list = field(default_factory=list)
+    solver_text: str = ""                           # rewritten files, written by write_files()
+    train_val_header: str = ""
+
+    @property
+    def folder(self) -> str:
+        return self.cell.folder
+
+    @property
+    def models_dir(self) -> Path:
+        return self.folder_dir / f"models_test_is_{self.fold}"
+
+    def snapshot_file(self, it: int, ext: str = "caffemodel") -> Path:
+        return self.models_dir / f"{SNAPSHOT_PREFIX}_iter_{it}.{ext}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.folder} fold {self.fold}"
+
+
+def unique_folders(cells) -> list:
+    seen, out = set(), []
+    for c in cells:
+        if not c.empty and c.folder not in seen:
+            seen.add(c.folder)
+            out.append(c)
+    return out
+
+
+def make_jobs(cells, folds, args, weights_root: Path) -> list[TrainJob]:
+    jobs = []
+    for c in unique_folders(cells):
+        max_iter, step = effective_schedule(c, args.iters, args.snapshot_every)
+        name = init_file(c)
+        init = (Path(args.init) / name if args.init else Path(name)) if name else None
+        variant = training_variant(c, args.q_g1)
+        for k in folds:
+            job = TrainJob(c, k, variant, max_iter, step, init, weights_root / c.folder)
+            if c.folder == QG1_FOLDER:
+                job.flags.append("Q-G1: the committed train_val of gender_finetuning_googlenet_mixed is a copy of the "
+                                 "[r,n] one (lmdb_unaligned, mean_image_unaligned); "
+                                 + ("trained on the MIXED data (lmdb_mixed, mean_image_mixed) as the paper's [m,n] row "
+                                    "says" if variant == "m" else
+                                    "trained on the [r] data as committed (--q-g1 committed)"))
+            jobs.append(job)
+    return jobs
+
+
+def prepare(job: TrainJob, args, store: AssetStore, data_root: Path) -> None:
+    """Fetch the upstream files of a job and rewrite them (in memory; written by :func:`write_files`)."""
+    k = job.fold
+    tv_src = store.model_file(job.folder, f"train_val_test_fold_is_{k}.prototxt")
+    sv_src = store.model_file(job.folder, f"solver_test_fold_is_{k}.prototxt")
+
+    def mean_path(variant, fold):
+        if args.means:
+            return sources.mean_path(args.means, variant, fold)
+        return store.mean(variant, fold)
+
+    job.rewritten = rewrite_train_val(
+        tv_src.read_text(encoding="utf-8"), file=tv_src, fold=k, lmdb_root=data_root, mean_path=mean_path,
+        variant=job.variant, remap=job.folder == QG1_FOLDER, batch_size=args.batch_size)
+    job.train_val = job.folder_dir / f"train_val_test_fold_is_{k}.prototxt"
+    job.solver = job.folder_dir / f"solver_test_fold_is_{k}.prototxt"
+    text, job.solver_changes = rewrite_solver(
+        sv_src.read_text(encoding="utf-8"), file=f"model_definitions/{job.folder}/{sv_src.name}",
+        net=f"../{job.train_val.name}", max_iter=job.max_iter, snapshot=job.snapshot,
+        test_iter=args.test_iter, seed=args.seed)
+    job.solver_text = text
+    job.train_val_header = (f"# model_definitions/{job.folder}/{tv_src.name}, rewritten by reproduce/train.py:\n"
+                             + "".join(f"#   upstream {c}\n" for c in job.rewritten.remapped + job.rewritten.changes))
+
+
+def write_files(job: TrainJob) -> None:
+    from converters.formats import atomic_write_bytes, read_net, read_solver
+    job.folder_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(job.train_val, (job.train_val_header + job.rewritten.text).encode("utf-8"))
+    atomic_write_bytes(job.solver, job.solver_text.encode("utf-8"))
+    read_net(job.train_val)      # both must still parse
+    read_solver(job.solver)
+
+
+# ---------------------------------------------------------------------------- inputs
+def _listing(what: str, paths, show: int = 4) -> str:
+    paths = [str(p) for p in paths]
+    head = "\n      ".join(paths[:show])
+    more = f"\n      ... and {len(paths) - show} more" if len(paths) > show else ""
+    return f"{what}{'s' if len(paths) > 1 else ''} not found ({len(paths)}):\n      {head}{more}"
+
+
+def check_inputs(jobs: list[TrainJob], cells, folds, args) -> tuple[list[str], set]:
+    """Missing-input lines and the kinds of inputs they concern ({'lmdb', 'init', 'means', 'adience'})."""
+    missing, kinds = [], set()
+    if not args.lmdb and not args.adience:
+        missing.append("training data: neither --lmdb DIR nor --adience DIR was given")
+        kinds.add("lmdb")
+    elif args.lmdb:
+        need = []
+        for job in jobs:
+            need += [p for _, p in job.rewritten.lmdbs]
+        if not args.no_eval:
+            need += [sources.lmdb_path(args.lmdb, c.test, k, c.target) for c in cells if not c.empty for k in folds]
+        absent = [p for p in dict.fromkeys(need) if not (Path(p) / "data.mdb").is_file()]
+        if absent:
+            missing.append(_listing("LMDB", absent))
+            kinds.add("lmdb")
+    else:
+        variants = {j.variant for j in jobs} | ({c.test for c in cells if not c.empty} if not args.no_eval else set())
+        dirs = ([sources.ADIENCE_DIRS["i"]] if variants & {"i", "m"} else []) + \
+            ([sources.ADIENCE_DIRS["r"]] if variants & {"r", "m"} else [])
+        for d in dirs:
+            if not (Path(args.adience) / d).is_dir():
+                missing.append(f"raw Adience images: {Path(args.adience) / d} does not exist")
+                kinds.add("adience")
+    if args.means:
+        absent = sorted({p for j in jobs for p in j.rewritten.means if not Path(p).is_file()})
+        if absent:
+            missing.append(_listing("mean image", absent))
+            kinds.add("means")
+    absent = sorted({j.init for j in jobs if j.init is not None and not j.init.is_file()})
+    if any(j.init is not None for j in jobs) and not args.init:
+        missing.append("pretrained starting points: --init DIR was not given (needed: "
+                       + ", ".join(sorted({j.init.name for j in jobs if j.init is not None})) + ")")
+        kinds.add("init")
+    elif absent:
+        missing.append(_listing("starting-point file", absent))
+        kinds.add("init")
+    return missing, kinds
+
+
+def missing_message(cells, missing: list[str], kinds: set) -> str:
+    names = ", ".join(f"{c.row} {c.col}" for c in cells if not c.empty)
+    lines = [f"{PROG}: cannot train Table {cells[0].table} ({names}): inputs are missing", ""]
+    lines += [f"  * {m}" for m in missing]
+    lines += ["", "Where the inputs go and where to get them:"]
+    if kinds & {"lmdb", "adience"}:
+        lines += [
+            "  * training/validation/test LMDBs (as the paper): download the LMDB archive from",
+            f"      {sources.LINKS['lmdb']}",
+            "    unpack it and pass --lmdb DIR, DIR holding lmdb/, lmdb_unaligned/, lmdb_mixed/ with",
+            "    Test_fold_is_K/{age,gender}_{train,val,test}_lmdb inside;",
+            "  * or the raw Adience faces (aligned/ and faces/ folders) from",
+            f"      {sources.LINKS['adience']}",
+            "    and pass --adience DIR: the train/val LMDBs are then built from the upstream fold lists",
+            "    under <out>/data/ (256x256, as convert_imageset).",
+        ]
+    if "init" in kinds:
+        lines += [
+            "  * pretrained starting points: download them from",
+            f"      {sources.LINKS['init']}",
+            "    and put them into --init DIR: bvlc_reference_caffenet.caffemodel (C [*,n]), bvlc_googlenet.caffemodel",
+            "    (G [*,n]), VGG_ILSVRC_16_layers.caffemodel (V [*,n]), dex_imdb_wiki.caffemodel (V [*,w], IMDB-WIKI",
+            f"    DEX model, also {sources.LINKS['imdbwiki']}); cells trained from scratch need none.",
+        ]
+    if "means" in kinds:
+        lines += ["  * mean images: DIR/mean_image{,_unaligned,_mixed}/Test_fold_is_K/mean.binaryproto for --means DIR;",
+                  "    without --means the upstream mean images are fetched."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- raw Adience -> LMDB
+def adience_image(adience: Path, rel: str) -> tuple[Path, bool]:
+    """Image file of a fold-list entry and whether it must be squared ([r] coarse-tilt faces)."""
+    base = os.path.basename(rel)
+    if base.startswith(COARSE):
+        return Path(adience) / sources.ADIENCE_DIRS["r"] / rel, True
+    return Path(adience) / sources.ADIENCE_DIRS["i"] / rel, False
+
+
+def build_adience_lmdbs(jobs: list[TrainJob], args, store: AssetStore, data_root: Path, progress: bool) -> list[str]:
+    """Build the train/val LMDBs the jobs read from raw Adience images and the upstream fold lists.
+
+    As ``create_lmdb_*.sh``: ``convert_imageset --resize_height=256 --resize_width=256 --shuffle``
+    (shuffle seeded here; upstream's was not), coarse-tilt faces squared first.  Returns the
+    missing-image messages (nothing is built then).
+    """
+    from converters.formats import write_lmdb
+    todo = []
+    for job in jobs:
+        for split, path in job.rewritten.lmdbs:
+            if (path / "data.mdb").is_file():
+                continue
+            m = _LMDB.search(str(path))
+            todo.append((path, m.group("target"), split, job.variant, job.fold))
+    todo = list(dict.fromkeys(todo))
+    missing = []
+    lists = {}
+    for path, target, split, variant, fold in todo:
+        from converters.formats.lmdb_io import read_imageset_list
+        lst = store.fold_list(variant, fold, target, split)
+        entries = read_imageset_list(lst)
+        lists[path] = entries
+        absent = [str(adience_image(args.adience, rel)[0]) for rel, _ in entries
+                  if not adience_image(args.adience, rel)[0].is_file()]
+        if absent:
+            missing.append(f"{len(absent)} of the {len(entries)} Adience images listed in {lst} are missing, "
+                           f"e.g. {absent[0]}")
+    if missing:
+        return missing
+    for path, target, split, variant, fold in todo:
+        entries = list(lists[path])
+        random.Random(f"{variant}/{fold}/{target}/{split}").shuffle(entries)
+        bar = _bar(len(entries), f"LMDB {path.parent.parent.name}/{path.parent.name}/{path.name}", not progress)
+
+        def items():
+            for i, (rel, label) in enumerate(entries):
+                img, square = adience_image(args.adience, rel)
+                bar.update(1)
+                yield f"{i:08d}_{rel}", (label, sources.load_adience_image(img, square))
+
+        try:
+            write_lmdb(path, items(), overwrite=True)
+        finally:
+            bar.close()
+    return []
+
+
+# ---------------------------------------------------------------------------- training one fold
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(total, desc, off):
+    if off:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None, leave=False)
+
+
+def snapshots(models_dir: Path, ext: str = "solverstate") -> dict[int, Path]:
+    rx = re.compile(re.escape(SNAPSHOT_PREFIX) + r"_iter_(\d+)\." + ext + r"\Z")
+    found = {}
+    if models_dir.is_dir():
+        for p in models_dir.iterdir():
+            m = rx.match(p.name)
+            if m and p.is_file():
+                found[int(m.group(1))] = p
+    return found
+
+
+def resume_point(job: TrainJob) -> Path | None:
+    """Newest .solverstate (with its caffemodel) below the job's final iteration."""
+    states = snapshots(job.models_dir)
+    ok = [it for it, p in states.items() if it < job.max_iter and job.snapshot_file(it).is_file()]
+    return states[max(ok)] if ok else None
+
+
+class Lock:
+    """``models_test_is_K/train.lock``: one training job per (folder, fold), also across machines."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.held = False
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    other = json.loads(self.path.read_text())
+                except (OSError, ValueError):
+                    other = {}
+                if other.get("host") == me["host"] and not _alive(other.get("pid")):
+                    self.path.unlink(missing_ok=True)  # stale lock of a dead process on this machine
+                    continue
+                raise TrainError(f"{self.path}: another job trains this fold ({other.get('host', '?')} pid "
+                                 f"{other.get('pid', '?')} since {other.get('since', '?')}); remove the file if "
+                                 f"that job is gone") from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            self.held = True
+            return self
+        raise TrainError(f"{self.path}: cannot take the lock")
+
+    def __exit__(self, *exc):
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+        return False
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def solver_kwargs(args) -> tuple[dict, str | None]:
+    """Keyword arguments for Solver beyond the defaults; a note when --device cannot be passed."""
+    from converters.solver import Solver
+    params = inspect.signature(Solver.__init__).parameters
+    kw, note = {}, None
+    if "device" in params:
+        kw["device"] = args.device
+    elif args.device != "cpu":
+        note = (f"converters.solver.Solver has no device option: training runs on the CPU "
+                f"(--device {args.device} is used for the evaluation)")
+    return kw, note
+
+
+def _last_test(solver) -> dict:
+    for it, results in reversed(solver.test_results):
+        if results:
+            return {"iter": it, **{k: v for k, v in results[0].items()}}
+    return {}
+
+
+def train_job(job: TrainJob, args, extra_kwargs: dict) -> dict:
+    """Train one (folder, fold) to ``job.max_iter``; returns the run record (also train_info.json)."""
+    from converters.solver import Solver
+    final = job.snapshot_file(job.max_iter)
+    info_path = job.models_dir / "train_info.json"
+    record = {"folder": job.folder, "fold": job.fold, "table_cell": f"{job.cell.row} {job.cell.col}",
+              "target": job.cell.target, "family": job.cell.family, "init": job.cell.init,
+              "train_variant": job.variant, "max_iter": job.max_iter, "snapshot": job.snapshot,
+              "init_weights": str(job.init) if job.init else None, "train_val": str(job.train_val),
+              "solver": str(job.solver), "final_snapshot": str(final), "flags": list(job.flags),
+              "deviations": deviations(args, job.cell), "solver_changes": job.solver_changes,
+              "data": [str(p) for _, p in job.rewritten.lmdbs], "means": sorted({str(p) for p in job.rewritten.means})}
+    if args.resume and final.is_file():
+        record.update(status="done before", seconds=0.0)
+        _say(args, f"[train] {job.label}: {final.name} exists, nothing to do")
+        return record
+    later = sorted(it for it in snapshots(job.models_dir) if it > job.max_iter)
+    if later and args.resume and resume_point(job) is None:
+        raise TrainError(f"{job.models_dir} holds snapshots up to iteration {later[-1]}, beyond the requested "
+                         f"{job.max_iter}: score one of them with --iter N (without --train), or retrain with "
+                         f"--no-resume or another --weights DIR")
+    with Lock(job.models_dir / "train.lock"):
+        write_files(job)
+        resume = resume_point(job) if args.resume else None
+        if not args.resume and snapshots(job.models_dir):
+            _say(args, f"[train] {job.label}: --no-resume: starting at iteration 0; existing snapshots in "
+                       f"{job.models_dir} are overwritten when reached, the log starts afresh")
+        log_csv = job.models_dir / f"{SNAPSHOT_PREFIX}_log.csv"
+        old_log = log_csv.read_bytes() if resume is not None and log_csv.is_file() else None
+        start = f"resuming from {resume.name}" if resume else "from " + (
+            f"{job.init.name}" if job.init else "scratch (fillers)")
+        _say(args, f"[train] {job.label} ({job.cell.row} {job.cell.col}, [{job.variant}] data): "
+                   f"{job.max_iter} iterations, snapshots every {job.snapshot}, {start}")
+        for f in job.flags:
+            _say(args, f"[train]   FLAG {f}")
+        t0 = time.perf_counter()
+        solver = Solver(str(job.solver), root=job.models_dir, weights=None if resume or not job.init else str(job.init),
+                        progress=not args.no_progress, verbose=not args.quiet, **extra_kwargs)
+        if old_log is not None:
+            from converters.formats import atomic_write_bytes
+            atomic_write_bytes(log_csv, old_log)  # the Solver starts a fresh log; restore() keeps rows < iter
+        start_iter = 0
+        try:
+            if resume is not None:
+                solver.restore(str(resume))
+                start_iter = solver.iter
+            solver.solve()
+        except KeyboardInterrupt:
+            record.update(status="interrupted", iteration=solver.iter, seconds=round(time.perf_counter() - t0, 3))
+            _write_info(info_path, record)
+            raise
+        finally:
+            for feed in [solver.train_feed] + list(solver.test_feeds):
+                try:
+                    feed.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        seconds = time.perf_counter() - t0
+        if not final.is_file():
+            raise TrainError(f"training {job.label} ended without writing {final}")
+        record.update(status="trained", start_iter=start_iter, iteration=solver.iter, seconds=round(seconds, 3),
+                      seconds_per_iter=round(seconds / max(1, solver.iter - start_iter), 4),
+                      final_loss=solver.losses[-1] if solver.losses else None, last_test=_last_test(solver),
+                      log=str(log_csv), curve=str(job.models_dir / f"{SNAPSHOT_PREFIX}_curve.png"))
+        _write_info(info_path, record)
+        _say(args, f"[train] {job.label}: done, {final} ({seconds:.1f} s)")
+    return record
+
+
+def _write_info(path: Path, record: dict) -> None:
+    from reproduce.report import write_json
+    runs = []
+    if path.is_file():
+        try:
+            runs = json.loads(path.read_text(encoding="utf-8")).get("runs", [])
+        except (OSError, ValueError):
+            runs = []
+    write_json(path, {**record, "runs": runs + [{k: record.get(k) for k in
+                                                  ("status", "start_iter", "iteration", "seconds", "deviations")}]})
+
+
+def deviations(args, cell) -> list[str]:
+    out = []
+    if args.iters is not None:
+        out.append(f"--iters {args.iters} (paper: {schedule(cell)[0]} iterations)")
+    if args.snapshot_every is not None:
+        out.append(f"--snapshot-every {args.snapshot_every} (paper: {schedule(cell)[1]})")
+    if args.batch_size is not None:
+        out.append(f"--batch-size {args.batch_size} in every Data layer (paper: the committed 50/32/10)")
+    if args.test_iter is not None:
+        out.append(f"--test-iter {args.test_iter} (validation log only, weights unaffected)")
+    if args.seed is not None:
+        out.append(f"--seed {args.seed} (upstream unseeded)")
+    if cell.folder == QG1_FOLDER and args.q_g1 == "committed":
+        out.append("--q-g1 committed: [m,n] G gender trained on the [r] data")
+    return out
+
+
+def _say(args, msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- main
+def validate(args) -> None:
+    if args.table is None:
+        raise TrainError("--train needs --table (and usually --row/--col/--folds)")
+    if args.iter is not None:
+        raise TrainError("--iter selects a snapshot to score; with --train use --iters N for the training length")
+    for name in ("iters", "snapshot_every", "batch_size", "threads"):
+        v = getattr(args, name)
+        if v is not None and v <= 0:
+            raise TrainError(f"--{name.replace('_', '-')}: expected a positive number, got {v}")
+    if args.test_iter is not None and args.test_iter < 0:
+        raise TrainError(f"--test-iter: expected 0 or more, got {args.test_iter}")
+    if args.init and not Path(args.init).is_dir():
+        raise TrainError(f"--init {args.init}: not a folder")
+
+
+def eval_argv(args, weights_root: Path, out: Path, folds) -> list[str]:
+    argv = ["--table", str(args.table), "--folds", ",".join(map(str, folds)), "--weights", str(weights_root),
+            "--out", str(out), "--source", args.source, "--device", args.device]
+    for r in args.row or []:
+        argv += ["--row", r]
+    for c in args.col or []:
+        argv += ["--col", c]
+    for opt in ("lmdb", "adience", "means", "batch", "assets_mirror", "assets_dir"):
+        v = getattr(args, opt, None)
+        if v is not None:
+            argv += [f"--{opt.replace('_', '-')}", str(v)]
+    if args.iters is not None:
+        argv += ["--iter", str(args.iters)]
+    if args.no_progress:
+        argv.append("--no-progress")
+    return argv
+
+
+def run_train(args) -> int:
+    """``run.py --train``: train the selected cells and folds, then evaluate them (unless --no-eval)."""
+    from reproduce import run as runmod
+    try:
+        validate(args)
+        runmod.validate(args)
+        cells = grid.select(args.table, args.row, args.col)
+        folds = runmod.parse_folds(args.folds)
+    except (TrainError, runmod.UsageError, grid.GridError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    filled = [c for c in cells if not c.empty]
+    if not filled:
+        print(f"All selected cells of Table {args.table} are empty in the paper: nothing to train.")
+        return 0
+    out = Path(args.out or f"out/table{args.table}")
+    weights_root = Path(args.weights) if args.weights else out / "weights"
+    data_root = Path(args.lmdb) if args.lmdb else out / "data"
+    store = AssetStore(args.assets_dir, args.assets_mirror, progress=False if args.no_progress else None)
+    try:
+        jobs = make_jobs(filled, folds, args, weights_root)
+        for job in jobs:
+            prepare(job, args, store, data_root)
+        missing, kinds = check_inputs(jobs, filled, folds, args)
+        if missing:
+            print(missing_message(filled, missing, kinds), file=sys.stderr)
+            return 2
+        if args.adience:
+            missing = build_adience_lmdbs(jobs, args, store, data_root, not args.no_progress)
+            if missing:
+                print(missing_message(filled, missing, {"adience"}), file=sys.stderr)
+                return 2
+    except (TrainError, AssetError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+
+    import torch
+    threads_before = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kwargs, note = solver_kwargs(args)
+    if note:
+        _say(args, f"[train] note: {note}")
+    records = []
+    t0 = time.perf_counter()
+    try:
+        for i, job in enumerate(jobs, 1):
+            _say(args, f"[train] job {i}/{len(jobs)}")
+            records.append(train_job(job, args, kwargs))
+    except KeyboardInterrupt:
+        print(f"{PROG}: training interrupted; the last iteration was snapshotted. Run the same command again to "
+              f"resume.", file=sys.stderr)
+        return 130
+    except TrainError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - format/solver errors name the file or layer
+        from converters.formats import CaffeFormatError
+        from converters.solver import SolverError
+        from converters.layers.registry import ConversionError
+        from converters.solver.data_layer import DataLayerError
+        if isinstance(exc, (CaffeFormatError, SolverError, DataLayerError, ConversionError)):
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    finally:
+        torch.set_num_threads(threads_before)
+    summary = {"generated_by": "reproduce/train.py", "table": args.table, "folds": folds,
+               "weights": str(weights_root), "wall_seconds": round(time.perf_counter() - t0, 3),
+               "solver_device": kwargs.get("device", "cpu"), "notes": [note] if note else [],
+               "deviations": sorted({d for r in records for d in r["deviations"]}),
+               "flags": sorted({f for r in records for f in r["flags"]}), "runs": records}
+    from reproduce.report import write_json
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "training.json", summary)
+    for r in records:
+        extra = f", last validation {_fmt_test(r.get('last_test'))}" if r.get("last_test") else ""
+        print(f"trained {r['folder']} fold {r['fold']}: {r['status']}, iteration {r.get('iteration', r['max_iter'])}"
+              f" -> {r['final_snapshot']}{extra}")
+    for f in summary["flags"]:
+        print(f"FLAG {f}")
+    if summary["deviations"]:
+        print("DEVIATES from the paper: " + "; ".join(summary["deviations"]))
+    print(f"Wrote {out / 'training.json'}")
+    if args.no_eval:
+        print(f"Evaluate later with: {PROG} " + " ".join(eval_argv(args, weights_root, out, folds)))
+        return 0
+    rc = runmod.main(eval_argv(args, weights_root, out, folds))
+    if rc == 0 and (out / "results.json").is_file():
+        data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        data["training"] = {k: summary[k] for k in ("weights", "deviations", "flags", "notes", "solver_device")}
+        write_json(out / "results.json", data)
+    return rc
+
+
+def _fmt_test(t: dict) -> str:
+    keys = [k for k in t if "accuracy" in k or "top-1" in k]
+    return ", ".join(f"{k} {t[k]:.3f}" for k in keys[:2]) + f" (iter {t['iter']})" if keys else f"(iter {t['iter']})"
+
+
+def main(argv=None) -> int:
+    """``python -m reproduce.train ...``: run.py's parser with the training options, --train implied."""
+    from reproduce import run as runmod
+    parser = runmod.build_parser()
+    if "--train" not in parser._option_string_actions:
+        add_train_arguments(parser)
+    try:
+        args = parser.parse_args(argv)
+    except runmod.UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    args.train = True
+    return run_train(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
