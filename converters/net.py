@@ -36,6 +36,24 @@ def phase_name(phase) -> str:
     return "TRAIN" if phase == pb.TRAIN else "TEST"
 
 
+AUTO_TOP = "(automatic)"
+
+
+def with_automatic_tops(net_param: pb.NetParameter) -> pb.NetParameter:
+    """Caffe's ``AutoTopBlobs``: a loss layer written without a ``top`` still gets one (an anonymous
+    blob Caffe names ``(automatic)``), so its loss counts (the VGG train_vals' ``loss`` layer).
+    Returns ``net_param`` itself when no layer needs one, else a copy with the tops spelled out."""
+    needs = [i for i, layer in enumerate(net_param.layer)
+             if not len(layer.top) and layer.type.endswith(LOSS_SUFFIX)]
+    if not needs:
+        return net_param
+    out = pb.NetParameter()
+    out.CopyFrom(net_param)
+    for n, i in enumerate(needs):
+        out.layer[i].top.append(AUTO_TOP if n == 0 else f"{AUTO_TOP}#{n + 1}")
+    return out
+
+
 def _module_key(name: str, taken) -> str:
     base = name.replace(".", "_") or "layer"
     key, k = base, 1
@@ -55,7 +73,7 @@ class CaffeNet(nn.Module):
 
     def __init__(self, net_param: pb.NetParameter, input_shapes: dict | None = None):
         super().__init__()
-        self.net_param = net_param
+        self.net_param = net_param = with_automatic_tops(net_param)
         self.phase = phase_name(net_param.state.phase)
         overrides = {k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()}
         check_supported(net_param.layer, net_param.name)

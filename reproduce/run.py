@@ -27,6 +27,7 @@ from dataclasses import dataclass  # noqa: E402
 
 from reproduce import demo, explain, grid, predict, protocol, report, sources, train  # noqa: E402
 from reproduce.assets import ENV_MIRROR, ENV_ROOT, AssetError, AssetStore  # noqa: E402
+from reproduce.studies import add_study_arguments, run_study  # noqa: E402
 
 PROTOCOL_VERSION = 1  # bump when the scoring changes so cached fold results are recomputed
 DEFAULT_BATCH = {"adiencenet": 50, "caffenet": 25, "googlenet": 10, "vgg16": 4}  # images (x10 crops)
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image preprocessing (default protocol: 256x256, mean, centre crop)")
     predict.add_predict_arguments(p)
     train.add_train_arguments(p)
+    add_study_arguments(p)   # last: adds only options the parser lacks (reuses --init, --seed, ...)
     return p
 
 
@@ -410,6 +412,9 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
         if args.demo:
             return demo.main_demo(args=args)
+        code = run_study(args)          # None for the default study (the 2017 paper's tables)
+        if code is not None:
+            return code
         validate(args)
         if args.predict:
             return predict.run_predict(args)

@@ -114,7 +114,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--init", metavar="DIR",
                    help="folder with the pretrained starting points: bvlc_reference_caffenet.caffemodel (C [*,n]), "
                         "bvlc_googlenet.caffemodel (G [*,n]), VGG_ILSVRC_16_layers.caffemodel (V [*,n]), "
-                        "dex_imdb_wiki.caffemodel (V [*,w]); scratch cells need none")
+                        "dex_imdb_wiki.caffemodel (V [*,w]); scratch cells need none (with --study: a weights file)")
     g.add_argument("--iters", type=int, metavar="N",
                    help="train N iterations instead of the paper's 50k (A, C) / 170k (G) / 125k (V), x2 for [m] "
                         "(DEVIATES from the paper); the evaluation then scores iteration N")
@@ -250,44 +250,7 @@ def rewrite_train_val(text: str, *, file, fold: int, lmdb_root, mean_path: Calla
     if not out.lmdbs:
         raise TrainError(f"{file}: no Data layer source found to rewrite")
     out.text = "\n".join(lines)
-    out.text = _automatic_loss_tops(out.text, file, out.changes)
     return out
-
-
-AUTO_TOP = "(automatic)"
-
-
-def _automatic_loss_tops(text: str, file, changes: list) -> str:
-    """Caffe's ``AutoTopBlobs``: a loss layer written without ``top`` (the VGG train_val ``loss``) gets an
-    anonymous top blob named ``(automatic)`` at net construction.  The converter needs the top spelled
-    out, so it is written into the text under the same name; the maths are unchanged."""
-    lines = text.split("\n")
-    inserts = []
-    depth, block = 0, None
-    for i, line in enumerate(lines):
-        code = re.sub(r'"[^"]*"', '""', line.split("#", 1)[0])
-        if depth == 0 and re.match(r"\s*layers?\s*\{", code):
-            block = {"start": i, "type": None, "top": False, "name": None}
-        elif depth == 1 and block is not None:
-            m = re.match(r'\s*(type|top|name)\s*:\s*"?([^"\s]*)"?', line)
-            if m and m.group(1) == "top":
-                block["top"] = True
-            elif m and block[m.group(1)] is None:
-                block[m.group(1)] = (m.group(2), i)
-        depth += code.count("{") - code.count("}")
-        if depth == 0 and block is not None:
-            kind = (block["type"] or ("", 0))[0]
-            if not block["top"] and (kind.endswith("Loss") or kind.endswith("_LOSS")):
-                at = (block["name"] or block["type"])[1]
-                indent = re.match(r"\s*", lines[at]).group(0)
-                inserts.append((at + 1, f'{indent}top: "{AUTO_TOP}"'))
-                name = (block["name"] or ("?", 0))[0]
-                changes.append(f"line {at + 1}: layer {name!r} ({kind}) has no top: added Caffe's automatic "
-                               f"top {AUTO_TOP!r}")
-            block = None
-    for at, new in reversed(inserts):
-        lines.insert(at, new)
-    return "\n".join(lines)
 
 
 _SOLVER_FIELD = re.compile(r"^\s*(?P<field>[A-Za-z_]+)\s*:")
@@ -688,8 +651,6 @@ def train_job(job: TrainJob, args, extra_kwargs: dict) -> dict:
         if not args.resume and snapshots(job.models_dir):
             _say(args, f"[train] {job.label}: --no-resume: starting at iteration 0; existing snapshots in "
                        f"{job.models_dir} are overwritten when reached, the log starts afresh")
-        log_csv = job.models_dir / f"{SNAPSHOT_PREFIX}_log.csv"
-        old_log = log_csv.read_bytes() if resume is not None and log_csv.is_file() else None
         start = f"resuming from {resume.name}" if resume else "from " + (
             f"{job.init.name}" if job.init else "scratch (fillers)")
         _say(args, f"[train] {job.label} ({job.cell.row} {job.cell.col}, [{job.variant}] data): "
@@ -699,9 +660,6 @@ def train_job(job: TrainJob, args, extra_kwargs: dict) -> dict:
         t0 = time.perf_counter()
         solver = Solver(str(job.solver), root=job.models_dir, weights=None if resume or not job.init else str(job.init),
                         progress=not args.no_progress, verbose=not args.quiet, **extra_kwargs)
-        if old_log is not None:
-            from converters.formats import atomic_write_bytes
-            atomic_write_bytes(log_csv, old_log)  # the Solver starts a fresh log; restore() keeps rows < iter
         start_iter = 0
         try:
             if resume is not None:
@@ -724,7 +682,7 @@ def train_job(job: TrainJob, args, extra_kwargs: dict) -> dict:
         record.update(status="trained", start_iter=start_iter, iteration=solver.iter, seconds=round(seconds, 3),
                       seconds_per_iter=round(seconds / max(1, solver.iter - start_iter), 4),
                       final_loss=solver.losses[-1] if solver.losses else None, last_test=_last_test(solver),
-                      log=str(log_csv), curve=str(job.models_dir / f"{SNAPSHOT_PREFIX}_curve.png"))
+                      log=str(job.models_dir / f"{SNAPSHOT_PREFIX}_log.csv"), curve=str(job.models_dir / f"{SNAPSHOT_PREFIX}_curve.png"))
         _write_info(info_path, record)
         _say(args, f"[train] {job.label}: done, {final} ({seconds:.1f} s)")
     return record

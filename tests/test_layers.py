@@ -563,3 +563,23 @@ def test_infer_shapes_allocates_nothing():
         warnings.simplefilter("error")
         shapes = converters.infer_shapes(parse_net(text))
     assert shapes == {"data": (2, 3, 4000, 4000), "c": (2, 4096, 4000, 4000)}
+
+
+def test_loss_layer_without_top_gets_caffes_automatic_top():
+    # Caffe's AutoTopBlobs: the upstream VGG train_vals write their SoftmaxWithLoss without a top;
+    # Caffe still creates one and counts its loss with weight 1.
+    from converters import load_caffe
+    from converters.formats import parse_net
+    net = parse_net('''
+        layer { name: "data" type: "Input" top: "data" top: "label"
+                input_param { shape { dim: 4 dim: 3 } shape { dim: 4 } } }
+        layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+                inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.1 } } }
+        layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" }
+    ''')
+    model = load_caffe(net, phase="train")
+    assert model.loss_weights == {"(automatic)": 1.0}
+    x, y = torch.randn(4, 3), torch.tensor([0.0, 1.0, 1.0, 0.0])
+    blobs = model.forward_blobs({"data": x, "label": y})
+    expected = torch.nn.functional.cross_entropy(blobs["ip"], y.long())
+    assert torch.allclose(model.total_loss(blobs), expected, atol=1e-6)

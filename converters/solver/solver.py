@@ -158,8 +158,14 @@ class TrainingLog:
         self.csv_path = Path(csv_path) if csv_path else None
         self.columns = ["iter", "loss", "smoothed_loss", "lr"] + test_columns
         self.rows: list[dict] = []
+        self._on_disk: list[dict] = []     # rows of an earlier run, kept for truncate() after a restore
         if self.csv_path is not None:
             self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+            if self.csv_path.exists():
+                with open(self.csv_path, newline="") as fh:
+                    reader = csv.DictReader(fh)
+                    if reader.fieldnames == self.columns:
+                        self._on_disk = [r for r in reader if r["iter"]]
             self._rewrite()
 
     def _rewrite(self):
@@ -173,11 +179,8 @@ class TrainingLog:
 
     def truncate(self, iteration: int):
         """Forget rows at or after ``iteration`` (a restored run redoes them); keeps older rows on disk."""
-        if self.csv_path is not None and self.csv_path.exists() and not self.rows:
-            with open(self.csv_path, newline="") as fh:
-                reader = csv.DictReader(fh)
-                if reader.fieldnames == self.columns:
-                    self.rows = [r for r in reader if r["iter"] and int(r["iter"]) < iteration]
+        if not self.rows:
+            self.rows = self._on_disk
         self.rows = [r for r in self.rows if int(r["iter"]) < iteration]
         if self.csv_path is not None:
             self._rewrite()
