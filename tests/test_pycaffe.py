@@ -202,6 +202,11 @@ def test_upstream_evaluation_script_runs_unchanged(oracle, tmp_path, monkeypatch
         jobs.append([str(root / fold["lmdb"]), str(root / fold["mean"]), str(root / res["deploy"]),
                      str(root / fold["weights"]), res["input_size"], res["output_blob"]])
         refs.append(fold["images"])
+    # The script opens the LMDBs with python-lmdb itself, as upstream's does; another test of this
+    # process may hold them through the package's shared registry, and python-lmdb refuses a second open.
+    from converters.formats import release_env
+    for job in jobs:
+        release_env(job[0])
     script = tmp_path / "score_models.py"
     script.write_text(EVAL_SCRIPT)
     out = tmp_path / "scores.json"
