@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .formats import CaffeFormatError, atomic_writer, filter_net, read_net
-from .formats.fastweights import read_weight_layers
+from .formats.fastweights import blob_chunks, field_header, read_weight_layers
 from .formats.prototxt import upgrade_net
 from .net import CaffeNet, phase_name
 from .proto import caffe_pb2 as pb
@@ -198,35 +198,6 @@ def fill_layers(model: CaffeNet, names, skip=()) -> None:
 
 
 # ------------------------------------------------------------------ caffemodel writing
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _blob_parts(arr: np.ndarray) -> tuple[list, int]:
-    """A BlobProto (``shape`` + packed float ``data``) as byte pieces and their total length;
-    the data piece is a view of the array, so nothing is copied value by value."""
-    arr = np.ascontiguousarray(arr, dtype="<f4")
-    shape = pb.BlobShape()
-    shape.dim.extend(int(d) for d in arr.shape)
-    head = _field(7, shape.SerializeToString())
-    if not arr.nbytes:
-        return [head], len(head)
-    head += _varint(5 << 3 | 2) + _varint(arr.nbytes)
-    return [head, memoryview(arr).cast("B")], len(head) + arr.nbytes
-
-
 def write_caffemodel(model: CaffeNet, fh) -> None:
     """Stream the net's layers with their current blobs to ``fh`` (Caffe's Net::ToProto + save)."""
     head = pb.NetParameter()
@@ -240,10 +211,9 @@ def write_caffemodel(model: CaffeNet, fh) -> None:
         bare.ClearField("blobs")
         pieces = [bare.SerializeToString()]
         for param in (module.blobs() if hasattr(module, "blobs") else []):
-            parts, n = _blob_parts(param.detach().cpu().float().numpy())
-            pieces += [_varint(7 << 3 | 2) + _varint(n)] + parts
-        fh.write(_varint(100 << 3 | 2) + _varint(sum(len(p) if isinstance(p, bytes) else p.nbytes
-                                                     for p in pieces)))
+            parts, n = blob_chunks(param.detach().cpu().float().numpy())
+            pieces += [field_header(7, n)] + parts          # LayerParameter.blobs = 7
+        fh.write(field_header(100, sum(len(p) for p in pieces)))   # NetParameter.layer = 100
         for piece in pieces:
             fh.write(piece)
 

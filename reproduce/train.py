@@ -510,7 +510,9 @@ def build_adience_lmdbs(jobs: list[TrainJob], args, store: AssetStore, data_root
     for path, target, split, variant, fold in todo:
         entries = list(lists[path])
         random.Random(f"{variant}/{fold}/{target}/{split}").shuffle(entries)
-        bar = _bar(len(entries), f"LMDB {path.parent.parent.name}/{path.parent.name}/{path.name}", not progress)
+        from tqdm import tqdm
+        bar = tqdm(total=len(entries), desc=f"LMDB {path.parent.parent.name}/{path.parent.name}/{path.name}",
+                   unit="img", file=sys.stderr, disable=True if not progress else None, leave=False)
 
         def items():
             for i, (rel, label) in enumerate(entries):
@@ -526,21 +528,6 @@ def build_adience_lmdbs(jobs: list[TrainJob], args, store: AssetStore, data_root
 
 
 # ---------------------------------------------------------------------------- training one fold
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def close(self):
-        pass
-
-
-def _bar(total, desc, off):
-    if off:
-        return _NoBar()
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None, leave=False)
-
-
 def snapshots(models_dir: Path, ext: str = "solverstate") -> dict[int, Path]:
     rx = re.compile(re.escape(SNAPSHOT_PREFIX) + r"_iter_(\d+)\." + ext + r"\Z")
     found = {}

@@ -499,6 +499,11 @@ def _ld(fnum: int, payload_len: int) -> bytes:
     return _key(fnum, 2) + _enc_varint(payload_len)
 
 
+def field_header(fnum: int, payload_len: int) -> bytes:
+    """Tag and length of a length-delimited field (for writers that stream big messages)."""
+    return _ld(fnum, payload_len)
+
+
 def _blob_parts(arr, legacy: bool) -> tuple[list, int]:
     """Serialized BlobProto of ``arr`` as a list of byte chunks (the data chunk is a view).
 
@@ -521,6 +526,11 @@ def _blob_parts(arr, legacy: bool) -> tuple[list, int]:
         shape = (_ld(1, len(dims)) + dims) if dims else b""
         parts.append(_ld(7, len(shape)) + shape)
     return parts, sum(len(p) for p in parts)
+
+
+def blob_chunks(arr, legacy: bool = False) -> tuple[list, int]:
+    """A serialized BlobProto as byte chunks (the data chunk a view of ``arr``) and their length."""
+    return _blob_parts(arr, legacy)
 
 
 def encode_blob(arr, legacy: bool = False) -> bytearray:
