@@ -69,11 +69,6 @@ DEFAULT_BATCH = 10         # faces per forward pass (x 10 crops)
 # are reproduce.folds.AGE_GROUPS).  Upstream's heatmap_drawing/synset_age.txt spells class 2
 # "(8, 13)" and synset_gender.txt has "m"/"f"; the indices agree.
 LABELS = {"age": tuple(AGE_GROUPS), "gender": ("male", "female")}
-# Caffe layer index up to which the paper's LRP recipe uses the flat rule (spec 6.1, the
-# upstream heatmap script's auxiliaryvariable_maxlayerindexforflatdistinconv; AdienceNet was not
-# configured upstream: 0, as CaffeNet).
-LRP_FLAT_UPTO = {"caffenet": 0, "googlenet": 4, "vgg16": 9, "adiencenet": 0}
-LRP_EPS = 0.1
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                   ".pbm", ".pnm", ".jp2", ".sr", ".ras"}
 
@@ -666,21 +661,10 @@ def annotate(img: np.ndarray, records: list[dict]) -> np.ndarray:
 
 
 def black_firered(relevance: np.ndarray) -> np.ndarray:
-    """(H, W) relevance -> (H, W, 3) uint8 BGR with upstream's ``black-firered`` colour map: divided
-    by max |R|; positive black -> red (0.25) -> yellow (0.5) -> white (1), negative black -> blue ->
-    cyan -> white."""
-    r = np.asarray(relevance, dtype=np.float64)
-    m = np.max(np.abs(r)) if r.size else 0.0
-    x = r / m if m > 0 else np.zeros_like(r)
-    pos, neg = np.clip(x, 0, 1), np.clip(-x, 0, 1)
-
-    def ramp(v):  # (first, second, third) channel intensities of one sign
-        return np.clip(v / 0.25, 0, 1), np.clip((v - 0.25) / 0.25, 0, 1), np.clip((v - 0.5) / 0.5, 0, 1)
-
-    pr, pg, pb = ramp(pos)
-    nb, ng, nr = ramp(neg)
-    bgr = np.stack([pb + nb, pg + ng, pr + nr], axis=-1)
-    return (np.clip(bgr, 0, 1) * 255).round().astype(np.uint8)
+    """(H, W) relevance -> (H, W, 3) uint8 BGR in upstream's ``black-firered`` colour map, scaled by
+    max |R| (the LRP package's renderer, channels swapped for OpenCV)."""
+    from converters.lrp.render import colorize
+    return np.ascontiguousarray(colorize(relevance, "black-firered")[..., ::-1])
 
 
 def explain_faces(classifier: Classifier, faces: np.ndarray, classes) -> list[np.ndarray]:
@@ -691,8 +675,8 @@ def explain_faces(classifier: Classifier, faces: np.ndarray, classes) -> list[np
         from converters import lrp
     except ImportError as exc:
         raise PredictError(f"--explain needs converters.lrp, which cannot be imported here ({exc})") from None
-    flat_upto = LRP_FLAT_UPTO.get(classifier.family or "", 0)
-    composite = lrp.paper_composite(flat_upto=flat_upto, eps=LRP_EPS)
+    from reproduce.explain import EPS, FLAT_UPTO   # the paper recipe's settings per family, as data
+    composite = lrp.paper_composite(flat_upto=FLAT_UPTO.get(classifier.family or "", 0), eps=EPS)
     x = torch.from_numpy(np.ascontiguousarray(faces)).to(classifier.device).to(torch.float32)
     total = None
     for net in classifier.nets:
