@@ -116,11 +116,10 @@ class Classifier:
         with torch.inference_mode():
             for net in self.nets:
                 xi = x - net.mean if net.mean is not None else x
-                crops = protocol.oversample(xi, net.input_size)          # (B, 10, C, S, S)
+                layout = torch.channels_last if self.channels_last else torch.contiguous_format
+                crops = protocol.oversample(xi, net.input_size, layout)  # (B, 10, C, S, S)
                 b = crops.shape[0]
                 flat = crops.reshape(b * protocol.N_CROPS, *crops.shape[2:])
-                flat = flat.contiguous(memory_format=torch.channels_last if self.channels_last
-                                       else torch.contiguous_format)
                 out = protocol.output_of(net.model, flat, net.output_blob)
                 out = out.reshape(b, protocol.N_CROPS, -1).float().cpu().numpy()
                 if out.shape[2] != self.n_classes:
@@ -190,8 +189,7 @@ def load_net(deploy, weights, mean, name: str, output_blob: str | None = None, i
         raise PredictError(f"{deploy}: blob {output_blob!r} comes from a {kind} layer, not Softmax: not class "
                            "probabilities (give the softmax blob with --output-blob)")
     model.eval().to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    model.use_channels_last(channels_last)
     mean_t = None
     if mean is not None:
         mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float32), device=device)
