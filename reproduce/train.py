@@ -554,6 +554,8 @@ class Lock:
         self.held = False
 
     def __enter__(self):
+        if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 holds the lock for the whole group
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         for _ in range(2):
@@ -601,6 +603,8 @@ def solver_kwargs(args) -> tuple[dict, str | None]:
     elif args.device != "cpu":
         note = (f"converters.solver.Solver has no device option: training runs on the CPU "
                 f"(--device {args.device} is used for the evaluation)")
+    if "distributed" in params and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under torchrun
+        kw["distributed"] = True
     return kw, note
 
 
@@ -676,6 +680,8 @@ def train_job(job: TrainJob, args, extra_kwargs: dict) -> dict:
 
 
 def _write_info(path: Path, record: dict) -> None:
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: only rank 0 writes
+        return
     from reproduce.report import write_json
     runs = []
     if path.is_file():
@@ -809,6 +815,8 @@ def run_train(args) -> int:
         raise
     finally:
         torch.set_num_threads(threads_before)
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 writes the summary and evaluates
+        return 0
     summary = {"generated_by": "reproduce/train.py", "table": args.table, "folds": folds,
                "weights": str(weights_root), "wall_seconds": round(time.perf_counter() - t0, 3),
                "solver_device": kwargs.get("device", "cpu"), "notes": [note] if note else [],

@@ -11,6 +11,12 @@ record at the end (Caffe 1.0 ``DataLayer`` on one solver).  Transform, per datum
   size and is read at the crop position), or ``mean_value``: ``(x - mean_value[c]) * scale``,
   else ``x * scale``; all float32.
 
+Data-parallel training (``rank``/``world_size``, Caffe 1.0's multi-GPU ``DataLayer::Skip``): in
+the TRAIN phase, record ``offset`` (a running count of records passed, not reset at the
+wrap-around) goes to rank ``offset % world_size``; every reader skips the others' records, so the
+W ranks read disjoint interleaved records (rank 0: 0, W, 2W, ...).  TEST is never skipped (only
+rank 0 tests, as in Caffe).
+
 Caffe's boost RNG cannot be reproduced: the random draws come from a seeded NumPy generator,
 so runs are reproducible with our seed but not draw-for-draw equal to Caffe's.
 The reading position and the RNG state are part of :meth:`DataLayer.state_dict`, so a
@@ -187,7 +193,8 @@ class DataLayer:
     """
 
     def __init__(self, layer: pb.LayerParameter, phase: str = "train", root=None, seed: int | None = None,
-                 reader: Callable[[str], Iterable] | None = None, prefetch: int = 0):
+                 reader: Callable[[str], Iterable] | None = None, prefetch: int = 0,
+                 rank: int = 0, world_size: int = 1):
         if layer.type not in DATA_LAYER_TYPES:
             raise DataLayerError(f"layer {layer.name!r}: type {layer.type!r} is not a Data layer")
         dp = layer.data_param
@@ -217,6 +224,13 @@ class DataLayer:
                                            phase, root, self.rng, layer.name)
         self.position = 0          # records consumed, modulo the LMDB size once known
         self.num_records = None    # known after the first full pass
+        world_size = int(world_size)
+        if world_size < 1 or not 0 <= int(rank) < world_size:
+            raise DataLayerError(f"layer {layer.name!r}: rank {rank} outside world size {world_size}")
+        # Caffe 1.0 DataLayer::Skip: only TRAIN readers skip the other solvers' records
+        self.world_size = world_size if str(phase).lower() == "train" else 1
+        self.rank = int(rank) if self.world_size > 1 else 0
+        self.offset = 0            # Caffe's offset_: records passed (taken or skipped), never reset
         self._it = None
         self._first = None         # first record, to know the shape
         self.prefetch = int(prefetch)
@@ -271,8 +285,17 @@ class DataLayer:
             self._it = None  # reopen at the first record next time
         return rec
 
+    def _take_record(self):
+        """The next record of this rank (Caffe: ``while (Skip()) Next();`` then read, ``Next()``)."""
+        if self.world_size > 1:
+            while self.offset % self.world_size != self.rank:
+                self._next_record()
+                self.offset += 1
+            self.offset += 1
+        return self._next_record()
+
     def _make_batch(self):
-        records = [self._next_record() for _ in range(self.batch_size)]
+        records = [self._take_record() for _ in range(self.batch_size)]
         data = self.transformer.transform_batch([r[2] for r in records])
         labels = np.asarray([r[1] for r in records], dtype=np.float32)
         keys = [r[0] for r in records]
@@ -342,13 +365,17 @@ class DataLayer:
     __call__ = next_batch
 
     def _raw_state(self) -> dict:
-        return {"position": int(self.position), "num_records": self.num_records,
-                "rng": _rng_state(self.rng)}
+        state = {"position": int(self.position), "num_records": self.num_records,
+                 "rng": _rng_state(self.rng)}
+        if self.world_size > 1:
+            state["offset"] = int(self.offset)
+        return state
 
     def _apply_state(self, state: dict):
         self.position = int(state["position"])
         self.num_records = state.get("num_records")
         self.rng.bit_generator.state = state["rng"]
+        self.offset = int(state.get("offset", 0))
         self._it = None
 
     def state_dict(self) -> dict:

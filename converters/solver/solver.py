@@ -17,6 +17,24 @@ Snapshots are Caffe files (``{prefix}_iter_{N}.caffemodel`` / ``.solverstate``) 
 ``.solverstate.json`` sidecar holding what Caffe does not save (data-layer positions and RNG
 states), so :meth:`Solver.restore` continues bit-exactly; a real Caffe ``.solverstate`` without
 the sidecar is restored as Caffe does (data layers start from the first record).
+
+``device`` (opt-in): nets, history and every input batch live on that torch device; snapshots
+read tensors back with ``.cpu()``.  Only CPU is tested in this repository; CUDA is untested.
+
+Data-parallel training (opt-in, Caffe 1.0's multi-GPU ``P2PSync``/``NCCL``), under ``torchrun``:
+when ``torch.distributed`` is initialised (or ``distributed=True`` initialises it from the
+torchrun environment: gloo on CPU, nccl on CUDA) each of the W workers builds the same nets;
+Data layers give record ``i`` to rank ``i % W`` (Caffe's ``DataLayer::Skip``); after the
+``iter_size`` micro-batches the gradients are summed over the workers and scaled by ``1/W``
+(``NCCL::on_gradients_ready``) before ``ApplyUpdate``, so the effective batch is
+``batch_size * iter_size * W``.  Parameters are broadcast from rank 0 after initialisation.
+Only rank 0 tests, displays, logs, plots and writes snapshots (the sidecar holds every rank's
+data position and RNG state); the displayed loss is rank 0's, as Caffe shows the root solver's.
+Seeds: fillers use ``random_seed`` on every rank (then rank 0's values are broadcast); torch's
+RNG (Dropout) is seeded with ``random_seed + rank`` and the TRAIN Data layers' transformer RNG
+with ``random_seed + 1000000 * rank + i`` (Caffe draws each worker thread's seed from the root's
+RNG, which cannot be reproduced).  Ctrl-C is not handled gracefully in distributed mode (the
+default KeyboardInterrupt stops the worker; torchrun stops the others) and writes no snapshot.
 """
 from __future__ import annotations
 
@@ -89,6 +107,41 @@ def _legacy_equal(blob: pb.BlobProto, shape) -> bool:
     return (blob.num, blob.channels, blob.height, blob.width) == legacy
 
 
+def _resolve_device(device, world_size: int = 1, backend: str | None = None):
+    """``None`` (no moves, the default) or a ``torch.device``; ``cuda`` gets the local rank under torchrun."""
+    if device is None:
+        if backend == "nccl":
+            device = "cuda"
+        else:
+            return None
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and world_size > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return dev
+
+
+def _init_distributed(distributed, device) -> tuple[int, int, str | None]:
+    """``(rank, world_size, backend)``: torch.distributed's when initialised (or initialised here)."""
+    if distributed is False:
+        return 0, 1, None
+    import torch.distributed as dist
+    if not dist.is_available():
+        if distributed:
+            raise SolverError("distributed=True but this torch build has no torch.distributed")
+        return 0, 1, None
+    if not dist.is_initialized():
+        if not distributed:
+            return 0, 1, None
+        missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+        if missing:
+            raise SolverError(f"distributed=True needs torchrun's environment ({', '.join(missing)} not set)")
+        cuda = device is not None and torch.device(device).type == "cuda"
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size(), dist.get_backend()
+
+
 def _to_tensor(value):
     if isinstance(value, torch.Tensor):
         return value
@@ -117,11 +170,13 @@ class _PeekedSource:
 class _NetFeed:
     """Inputs of one net: Caffe Data layers (LMDB) or a user batch source."""
 
-    def __init__(self, data_layers: list[DataLayer], source=None, dtype=torch.float32, channels_last=False):
+    def __init__(self, data_layers: list[DataLayer], source=None, dtype=torch.float32, channels_last=False,
+                 device=None):
         self.data_layers = data_layers
         self.source = source
         self.dtype = dtype
         self.channels_last = channels_last
+        self.device = device
 
     def __call__(self) -> dict:
         inputs = {}
@@ -131,6 +186,8 @@ class _NetFeed:
             inputs.update({k: _to_tensor(v) for k, v in self.source().items()})
         if self.dtype != torch.float32:
             inputs = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in inputs.items()}
+        if self.device is not None:
+            inputs = {k: v.to(self.device) for k, v in inputs.items()}
         if self.channels_last:
             inputs = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
                       for k, v in inputs.items()}
@@ -278,6 +335,13 @@ class Solver:
         gradients and history in double: exact-arithmetic reference; snapshots are float32 as Caffe's).
     channels_last : run 4-D blobs and weights in torch's channels-last memory layout (faster
         oneDNN convolutions on many CPUs; same maths, float32 rounding may differ in the last bits).
+    device : ``None`` (default: no moves, CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``: nets (train and
+        test nets keep sharing their Parameters), history buffers and every input batch on that
+        device; fillers run on the CPU before the move; snapshots read back with ``.cpu()``.
+        CUDA is untested in this repository.
+    distributed : ``None`` (default): data-parallel when ``torch.distributed`` is already initialised;
+        ``True``: also initialise it from torchrun's environment (gloo on CPU, nccl on CUDA);
+        ``False``: never.  See the module docstring (Caffe 1.0 multi-GPU semantics).
     """
 
     def __init__(self, solver, train_input_shapes: dict | None = None, *, weights=None, root=None,
@@ -285,7 +349,7 @@ class Solver:
                  log_csv=True, plot=True, progress: bool = True, verbose: bool = True,
                  net_builder: Callable | None = None, callbacks: Iterable[Callable] = (),
                  test_input_shapes: list | None = None, dtype: torch.dtype = torch.float32,
-                 channels_last: bool = False):
+                 channels_last: bool = False, device=None, distributed: bool | None = None):
         if isinstance(solver, pb.SolverParameter):
             self.param = pb.SolverParameter()
             self.param.CopyFrom(solver)
@@ -302,6 +366,10 @@ class Solver:
         if p.average_loss < 1:
             raise SolverError(f"average_loss must be >= 1, got {p.average_loss}")
         self.rule = make_rule(p)
+        self.rank, self.world_size, backend = _init_distributed(distributed, device)
+        self.device = _resolve_device(device, self.world_size, backend)
+        if self.rank != 0:   # only the root solver displays, logs, plots and snapshots (Caffe)
+            verbose, progress, log_csv, plot = False, False, None, None
         self.iter = 0
         self.current_step = 0
         self.verbose = verbose
@@ -322,15 +390,16 @@ class Solver:
         self._stop_requested = False
 
         if p.random_seed >= 0:
-            torch.manual_seed(int(p.random_seed))
+            torch.manual_seed(int(p.random_seed) + self.rank)
         seed = int(p.random_seed) if p.random_seed >= 0 else None
+        train_seed = None if seed is None else seed + 1_000_000 * self.rank
 
         # ---- train net (Caffe's InitTrainNet)
         train_param = self._train_net_param()
         train_state = _merged_state(pb.TRAIN, train_param, p.train_state if p.HasField("train_state") else None)
         train_param.state.CopyFrom(train_state)
         self.net, self.train_feed = self._build(train_param, pb.TRAIN, train_state, train_input_shapes,
-                                                train_data, seed)
+                                                train_data, train_seed)
         self.net.train()
         self._init_params(seed)
         for w in list(p.weights) + ([weights] if isinstance(weights, (str, os.PathLike)) else list(weights or [])):
@@ -354,7 +423,18 @@ class Solver:
             self._share_params(net)
             self.test_nets.append(net)
             self.test_feeds.append(feed)
+        if self.device is not None:
+            # Module.to keeps Parameter identity; the test nets' shared .data is re-pointed afterwards
+            self.net.to(self.device)
+            for net in self.test_nets:
+                net.to(self.device)
+                self._share_params(net)
         self._specs = list(self.net.param_specs())
+        if self.world_size > 1:  # Caffe's NCCL::Broadcast of the root solver's parameters
+            import torch.distributed as dist
+            with torch.no_grad():
+                for spec in self._specs:
+                    dist.broadcast(spec[2].data, src=0)
         self.history = [[torch.zeros_like(spec[2].data) for spec in self._specs]
                         for _ in range(self.rule.histories)]
 
@@ -444,7 +524,8 @@ class Solver:
             for i, layer in enumerate(l for l in filtered.layer if l.type in DATA_LAYER_TYPES):
                 pf = layer.data_param.prefetch if prefetch is None else prefetch
                 dl = DataLayer(layer, _phase_name(state.phase), self.root,
-                               None if seed is None else seed + i, self._reader, pf)
+                               None if seed is None else seed + i, self._reader, pf,
+                               rank=self.rank, world_size=self.world_size)
                 layers.append(dl)
                 shapes.setdefault(dl.tops[0], dl.shape)
                 if len(dl.tops) > 1:
@@ -465,7 +546,7 @@ class Solver:
             net.to(self.dtype)
         if self.channels_last:
             net.to(memory_format=torch.channels_last)
-        return net, _NetFeed(layers, source, self.dtype, self.channels_last)
+        return net, _NetFeed(layers, source, self.dtype, self.channels_last, self.device)
 
     def _layer_params(self, net) -> dict:
         return {(name, idx): param for name, idx, param, _, _ in net.param_specs()}
@@ -582,6 +663,8 @@ class Solver:
 
     # ------------------------------------------------------------------ training
     def _say(self, msg: str):
+        if self.rank != 0:
+            return
         log.info(msg)
         if self.verbose:
             from tqdm import tqdm
@@ -609,7 +692,8 @@ class Solver:
     def _one_iteration(self, start_iter: int) -> dict:
         p = self.param
         row = {"iter": self.iter}
-        if p.test_interval and self.iter % p.test_interval == 0 and (self.iter > 0 or p.test_initialization):
+        if (p.test_interval and self.iter % p.test_interval == 0 and (self.iter > 0 or p.test_initialization)
+                and self.rank == 0):  # Caffe: only the root solver tests
             results = self.test_all()
             for i, res in enumerate(results):
                 for key, value in res.items():
@@ -645,6 +729,7 @@ class Solver:
             if param.grad is None:
                 param.grad = torch.zeros_like(param.data)
             grads.append(param.grad)
+        self._sync_gradients(grads)
         apply_update(params, grads, self.history, self.rule, rate, self.iter,
                      [s[3] for s in self._specs], [s[4] for s in self._specs], p.weight_decay,
                      p.regularization_type, p.iter_size, p.clip_gradients)
@@ -653,7 +738,24 @@ class Solver:
         self.iter += 1
         return row
 
+    def _sync_gradients(self, grads):
+        """Caffe 1.0 ``NCCL::on_gradients_ready``: sum the diffs over the workers, scale by 1/W."""
+        if self.world_size <= 1:
+            return
+        import torch.distributed as dist
+        with torch.no_grad():
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            flat.mul_(float(_f32(1) / _f32(self.world_size)))
+            k = 0
+            for g in grads:
+                n = g.numel()
+                g.copy_(flat[k:k + n].view(g.shape))
+                k += n
+
     def _install_sigint(self):
+        if self.world_size > 1:
+            return None
         if threading.current_thread() is not threading.main_thread():
             return None
         previous = signal.getsignal(signal.SIGINT)
@@ -709,7 +811,8 @@ class Solver:
                 self._apply_resume_state(self._iter_start_state)
             for spec in self._specs:
                 spec[2].grad = None
-            self.snapshot()
+            if self.world_size <= 1:
+                self.snapshot()
             raise
         finally:
             if bar is not None:
@@ -733,14 +836,14 @@ class Solver:
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
         row = {"iter": self.iter}
-        if p.display and self.iter % p.display == 0:
+        if p.display and self.iter % p.display == 0 and self.rank == 0:
             with torch.no_grad():
                 blobs = self.net.forward_blobs(self.train_feed())
                 loss = _f32(float(self.net.total_loss(blobs)))
             self._update_smoothed(loss, self.iter)
             self._say(f"Iteration {self.iter}, loss = {float(self.smoothed_loss):g}")
             row["smoothed_loss"] = float(self.smoothed_loss)
-        if p.test_interval and self.iter % p.test_interval == 0:
+        if p.test_interval and self.iter % p.test_interval == 0 and self.rank == 0:
             for i, res in enumerate(self.test_all()):
                 for key, value in res.items():
                     row[f"test{i}/{key}"] = value
@@ -754,18 +857,32 @@ class Solver:
 
     # ------------------------------------------------------------------ snapshots
     def _resume_state(self) -> dict:
-        return {
+        state = {
             "train_data": self.train_feed.state_dict(),
             "test_data": [feed.state_dict() for feed in self.test_feeds],
-            "torch_rng": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode("ascii"),
+            "torch_rng": base64.b64encode(torch.get_rng_state().cpu().numpy().tobytes()).decode("ascii"),
         }
+        if self.device is not None and self.device.type == "cuda":
+            cuda_rng = torch.cuda.get_rng_state(self.device).cpu().numpy().tobytes()
+            state["cuda_rng"] = base64.b64encode(cuda_rng).decode("ascii")
+        return state
 
     def _apply_resume_state(self, state: dict):
+        ranks = state.get("ranks")
+        if self.world_size > 1 or ranks is not None:
+            if ranks is None or len(ranks) != self.world_size:
+                self._say(f"resume state is from {len(ranks) if ranks else 1} worker(s), this run has "
+                          f"{self.world_size}: data layers and RNGs restart (as Caffe)")
+                return
+            state = ranks[self.rank]
         self.train_feed.load_state_dict(state["train_data"])
         for feed, st in zip(self.test_feeds, state["test_data"]):
             feed.load_state_dict(st)
         rng = np.frombuffer(base64.b64decode(state["torch_rng"]), dtype=np.uint8).copy()
         torch.set_rng_state(torch.from_numpy(rng))
+        if "cuda_rng" in state and self.device is not None and self.device.type == "cuda":
+            rng = np.frombuffer(base64.b64decode(state["cuda_rng"]), dtype=np.uint8).copy()
+            torch.cuda.set_rng_state(torch.from_numpy(rng), self.device)
 
     def _net_proto(self) -> pb.NetParameter:
         """Caffe's Net::ToProto: every layer's parameters, learnable blobs with their shapes."""
@@ -793,10 +910,22 @@ class Solver:
         return out
 
     def snapshot(self) -> tuple[str, str]:
-        """Write ``{prefix}_iter_{iter}.caffemodel`` and ``.solverstate`` (+ resume sidecar), atomically."""
+        """Write ``{prefix}_iter_{iter}.caffemodel`` and ``.solverstate`` (+ resume sidecar), atomically.
+
+        Data-parallel: a collective (every rank calls it at the same iteration); only rank 0 writes,
+        its sidecar holds every rank's resume state under ``ranks``."""
         base = f"{self.snapshot_prefix}_iter_{self.iter}"
         model_file = base + ".caffemodel"
         state_file = base + ".solverstate"
+        resume = self._resume_state()
+        if self.world_size > 1:
+            import torch.distributed as dist
+            gathered = [None] * self.world_size
+            dist.all_gather_object(gathered, resume)
+            resume = dict(gathered[0], ranks=gathered)
+            if self.rank != 0:
+                dist.barrier()
+                return model_file, state_file
         self._say(f"Snapshotting to binary proto file {model_file}")
         atomic_write_bytes(model_file, self._net_proto().SerializeToString())
         state = pb.SolverState(iter=self.iter, current_step=self.current_step)
@@ -809,10 +938,13 @@ class Solver:
                 state.history.append(array_to_blob(h.detach().cpu().numpy()))
         self._say(f"Snapshotting solver state to binary proto file {state_file}")
         atomic_write_bytes(state_file, state.SerializeToString())
-        sidecar = dict(self._resume_state(), format=SIDECAR_FORMAT, version=1, iter=self.iter,
+        sidecar = dict(resume, format=SIDECAR_FORMAT, version=1, iter=self.iter,
                        solver_type=self.rule.name, caffemodel=os.path.basename(model_file))
         atomic_write_bytes(state_file + ".json", json.dumps(sidecar).encode("utf-8"))
         self._plot()
+        if self.world_size > 1:
+            import torch.distributed as dist
+            dist.barrier()  # the files exist for every rank once snapshot() returns
         return model_file, state_file
 
     def _plot(self):
