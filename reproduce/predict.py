@@ -55,6 +55,7 @@ from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from reproduce.cli import OptionGroup  # noqa: E402
 from reproduce import grid, protocol, sources  # noqa: E402
 from reproduce.folds import AGE_GROUPS  # noqa: E402
 
@@ -705,12 +706,7 @@ def heatmap_picture(face: np.ndarray, relevance: np.ndarray, caption: str) -> np
 def add_predict_arguments(parser) -> None:
     """The predict options (``run.py --predict``).  Options the parser already has (run.py's
     --table/--row/--col/--weights/--means/--out/--batch/--device ...) are used as they are."""
-    have = set(parser._option_string_actions)  # noqa: SLF001 - skip options run.py already defines
-    g = parser.add_argument_group("predict: age or gender of your own photos")
-
-    def add(*flags, **kw):
-        if not any(f in have for f in flags):
-            g.add_argument(*flags, **kw)
+    add = OptionGroup(parser, "predict: age or gender of your own photos").add_argument
 
     add("--predict", nargs="+", metavar="IMAGE_OR_FOLDER",
         help="photos and/or folders of photos (searched recursively) to predict")

@@ -72,6 +72,7 @@ from dataclasses import dataclass, field  # noqa: E402
 from typing import Callable  # noqa: E402
 
 from reproduce import grid, sources  # noqa: E402
+from reproduce.cli import OptionGroup  # noqa: E402
 from reproduce.assets import VARIANT_SUFFIX, AssetError, AssetStore  # noqa: E402
 
 PROG = "run.py"
@@ -98,16 +99,7 @@ class TrainError(Exception):
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Training options of ``run.py`` (those run.py's own parser does not already have; an option another
     module already added to the parser is used as it is)."""
-    have = set(parser._option_string_actions)  # noqa: SLF001
-    grp = parser.add_argument_group("training (--train; see reproduce/train.py)")
-
-    class _Group:
-        @staticmethod
-        def add_argument(*flags, **kw):
-            if not any(f in have for f in flags):
-                grp.add_argument(*flags, **kw)
-
-    g = _Group()
+    g = OptionGroup(parser, "training (--train; see reproduce/train.py)")
     g.add_argument("--train", action="store_true",
                    help="train the selected cells (upstream train_val/solver, the paper's schedule) and then "
                         "evaluate them; snapshots go to --weights DIR or <out>/weights")

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 import sys
 
+from reproduce.cli import OptionGroup
+
 STUDIES = ("lapuschkin2017", "mtl2022", "fusion2022")
 DEFAULT_STUDY = "lapuschkin2017"
 
@@ -29,16 +31,7 @@ def add_study_arguments(parser) -> None:
     own, or one that train.py/predict.py added: --init, --resize, --seed, --threads ...) is used as it is;
     the study code reads every option through :func:`option`, so another module's default (None) is fine.
     Calling it twice adds nothing the second time."""
-    have = set(getattr(parser, "_option_string_actions", {}))  # noqa: SLF001
-    grp = parser.add_argument_group("follow-up studies (--study mtl2022 | fusion2022; see reproduce/studies)")
-
-    class _Group:
-        @staticmethod
-        def add_argument(*flags, **kw):
-            if not any(f in have for f in flags):
-                grp.add_argument(*flags, **kw)
-
-    g = _Group()
+    g = OptionGroup(parser, "follow-up studies (--study mtl2022 | fusion2022; see reproduce/studies)")
     g.add_argument("--study", choices=STUDIES, default=None,
                    help="lapuschkin2017 (default: Tables 2-5), mtl2022 (multi-task on Adience), fusion2022 "
                         "(gender-specific fusion on FairFace/UTKFace); with --list: that study's grid")
