@@ -106,7 +106,7 @@ def synthetic_batches(seed=0):
     return lambda: {"data": x, "label": y}
 
 
-def ours_step(net_param, channels_last=False):
+def ours_step(net_param, channels_last=True):
     """One training iteration of our Solver (a zero-argument callable)."""
     solver = Solver(solver_param(net_param), train_data=synthetic_batches(), progress=False, verbose=False,
                     log_csv=False, plot=False, channels_last=channels_last)
@@ -174,7 +174,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prototxt", type=Path, default=_default_prototxt())
     ap.add_argument("--skip-plain", action="store_true")
-    ap.add_argument("--channels-last", action="store_true", help="also time Solver(channels_last=True)")
+    ap.add_argument("--nchw", action="store_true",
+                    help="also time Solver(channels_last=False) (torch's default layout)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -190,8 +191,8 @@ def main(argv=None) -> int:
 
     # Interleaved (ours, plain, ours, plain, ...) so that both see the same machine load.
     steps = {"ours": ours_step(net)}
-    if args.channels_last:
-        steps["ours_cl"] = ours_step(net, channels_last=True)
+    if args.nchw:
+        steps["ours_nchw"] = ours_step(net, channels_last=False)
     if not args.skip_plain:
         steps["plain"] = plain_step()
     for _ in range(args.warmup):
@@ -216,9 +217,9 @@ def main(argv=None) -> int:
         print(row("plain PyTorch SGD step (measured here)", statistics.median(plain), min(plain)))
     med = statistics.median(ours)
     print(row("converters.solver.Solver (measured here)", med, min(ours)))
-    if "ours_cl" in times:
-        print(row("Solver(channels_last=True) (measured)", statistics.median(times["ours_cl"]),
-                  min(times["ours_cl"])))
+    if "ours_nchw" in times:
+        print(row("Solver(channels_last=False) (measured)", statistics.median(times["ours_nchw"]),
+                  min(times["ours_nchw"])))
     print()
     if plain:
         print(f"plain per iteration: {', '.join(f'{t:.3f}' for t in plain)} s")
