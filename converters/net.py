@@ -36,6 +36,22 @@ def phase_name(phase) -> str:
     return "TRAIN" if phase == pb.TRAIN else "TEST"
 
 
+def share_trained_layers(net, other) -> None:
+    """Caffe's Net::ShareTrainedLayersWith: every parameter blob of a same-named layer of ``other``
+    becomes ``net``'s (the same memory, so an update of one is seen by both).  Works on any nets
+    with ``param_specs()`` (CaffeNet's: ``(layer, blob index, param, lr_mult, decay_mult)``); a shape
+    mismatch is a ConversionError naming the layer and both shapes."""
+    theirs = {(name, idx): param for name, idx, param, _, _ in other.param_specs()}
+    for name, idx, param, _, _ in net.param_specs():
+        src = theirs.get((name, idx))
+        if src is None:
+            continue
+        if tuple(src.shape) != tuple(param.shape):
+            raise ConversionError(name, f"blob {idx}: shape {tuple(param.shape)} differs from the other net's "
+                                        f"{tuple(src.shape)}")
+        param.data = src.data
+
+
 AUTO_TOP = "(automatic)"
 
 

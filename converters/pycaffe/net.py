@@ -40,6 +40,7 @@ import torch
 
 from ..formats import filter_net, read_net, read_weights
 from ..layers import ConversionError
+from ..net import share_trained_layers
 from ..layers.data import InputLayer
 from ..proto import caffe_pb2 as pb
 from . import _mode
@@ -726,15 +727,10 @@ class Net:
 
     def share_with(self, other: "Net"):
         """Caffe's ShareTrainedLayersWith: use ``other``'s parameter memory for same-named layers."""
-        theirs = {(name, idx): p for name, idx, p, _ in other._param_specs}
-        for name, idx, p, _ in self._param_specs:
-            src = theirs.get((name, idx))
-            if src is None:
-                continue
-            if tuple(src.shape) != tuple(p.shape):
-                raise ValueError(f"layer {name!r} blob {idx}: shape {tuple(p.shape)} differs from the "
-                                 f"other net's {tuple(src.shape)}")
-            p.data = src.data
+        try:
+            share_trained_layers(self._model, other._model)
+        except ConversionError as exc:
+            raise ValueError(str(exc)) from None
 
     def __repr__(self):
         return (f"<caffe Net {self._model.net_param.name!r} ({'TRAIN' if self._phase == TRAIN else 'TEST'}), "

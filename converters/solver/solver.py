@@ -56,6 +56,8 @@ import torch
 from ..formats import (array_to_blob, atomic_write_bytes, blob_shape, blob_to_array, read_net, read_solver,
                        read_weights)
 from ..formats.errors import CaffeFormatError
+from ..layers import ConversionError
+from ..net import share_trained_layers
 from ..formats.prototxt import filter_net, upgrade_net
 from ..proto import caffe_pb2 as pb
 from .data_layer import DATA_LAYER_TYPES, DataLayer
@@ -549,20 +551,12 @@ class Solver:
             net.to(memory_format=torch.channels_last)
         return net, _NetFeed(layers, source, self.dtype, self.channels_last, self.device)
 
-    def _layer_params(self, net) -> dict:
-        return {(name, idx): param for name, idx, param, _, _ in net.param_specs()}
-
     def _share_params(self, test_net):
         """Caffe's ShareTrainedLayersWith: test-net blobs share the train net's (by layer name)."""
-        train = self._layer_params(self.net)
-        for (name, idx), param in self._layer_params(test_net).items():
-            src = train.get((name, idx))
-            if src is None:
-                continue
-            if tuple(src.shape) != tuple(param.shape):
-                raise SolverError(f"layer {name!r} blob {idx}: test net shape {tuple(param.shape)} differs from "
-                                  f"the train net's {tuple(src.shape)}")
-            param.data = src.data
+        try:
+            share_trained_layers(test_net, self.net)
+        except ConversionError as exc:
+            raise SolverError(f"test net vs train net: {exc}") from None
 
     def _net_layers(self, net) -> dict:
         return {layer.name: layer for layer in net.net_param.layer}
