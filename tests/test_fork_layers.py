@@ -497,3 +497,37 @@ def test_caffemodel_without_blobs_loads(tmp_path):
                                  'input: "b" input_shape { dim: 1 dim: 1 dim: 2 dim: 2 }\n'
                                  'layer { name: "c" type: "Crop" bottom: "a" bottom: "b" top: "c" }'), path)
     assert model.blob_shapes["c"] == (1, 1, 2, 2)
+
+
+def test_nvcaffe_fp16_raw_data_loads_in_both_readers(tmp_path):
+    # NVIDIA Caffe stores FP16 weights as BlobProto.raw_data (12) with raw_data_type FLOAT16 (10 = 2),
+    # as in OpenCV's res10_300x300_ssd_iter_140000_fp16.caffemodel.
+    from converters.formats import blob_to_array
+    w = rng.normal(size=(3, 2, 3, 3)).astype(np.float16)
+    b = rng.normal(size=(3,)).astype(np.float16)
+    net = pb.NetParameter(name="fp16")
+    layer = net.layer.add(name="conv", type="Convolution")
+    for arr in (w, b):
+        blob = layer.blobs.add(raw_data_type=pb.FLOAT16, raw_data=arr.tobytes())
+        blob.shape.dim.extend(arr.shape)
+    path = tmp_path / "fp16.caffemodel"
+    path.write_bytes(net.SerializeToString())
+    slow = [blob_to_array(x) for x in read_weights(path).layer[0].blobs]
+    fast = read_weight_layers(path)[0].blobs
+    for got in (slow, fast):
+        assert [g.dtype for g in got] == [np.float32] * 2
+        np.testing.assert_array_equal(got[0], w.astype(np.float32))
+        np.testing.assert_array_equal(got[1], b.astype(np.float32))
+    text = ('input: "x" input_shape { dim: 1 dim: 2 dim: 5 dim: 5 }\n'
+            'layer { name: "conv" type: "Convolution" bottom: "x" top: "y" '
+            'convolution_param { num_output: 3 kernel_size: 3 } }')
+    for source in (path, read_weights(path)):
+        model = load_caffe(parse_net(text), source)
+        assert not model.missing_weights
+        np.testing.assert_array_equal(model.caffe_layers["conv"].weight.detach().numpy(), w.astype(np.float32))
+    bad = pb.NetParameter()
+    bad.layer.add(name="conv").blobs.add(raw_data_type=pb.INT, raw_data=b"\0" * 8)
+    (tmp_path / "int.caffemodel").write_bytes(bad.SerializeToString())
+    from converters.formats import CaffeFormatError
+    with pytest.raises(CaffeFormatError, match="raw_data_type 3 is not supported"):
+        read_weight_layers(tmp_path / "int.caffemodel")
