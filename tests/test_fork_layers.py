@@ -531,3 +531,28 @@ def test_nvcaffe_fp16_raw_data_loads_in_both_readers(tmp_path):
     from converters.formats import CaffeFormatError
     with pytest.raises(CaffeFormatError, match="raw_data_type 3 is not supported"):
         read_weight_layers(tmp_path / "int.caffemodel")
+
+
+UPSTREAM = (oracle_dir() or BUNDLED) / "upstream"
+
+
+@pytest.mark.skipif(not UPSTREAM.is_dir(), reason="no opencv-oracle/upstream prototxts (../shared/opencv-oracle)")
+@pytest.mark.parametrize("name", ["opencv_face_detector_deploy.prototxt", "mobilenet_ssd_deploy.prototxt",
+                                  "mobilenet_ssd_voc_deploy.prototxt"])
+def test_upstream_ssd_prototxts_build(name):
+    from converters import infer_shapes
+    fork = infer_shapes(UPSTREAM / name)
+    assert fork["detection_out"] == (1, 1, 1, 7)                 # Caffe's Reshape: rows known after Forward
+    net = load_caffe(UPSTREAM / name, semantics="opencv")
+    keep = net.net_param.layer[-1].detection_output_param.keep_top_k
+    assert net.blob_shapes["detection_out"] == (1, 1, keep, 7)    # OpenCV: keep_top_k * N rows
+
+
+def test_semantics_survive_model_pt(tmp_path):
+    from converters.convert import load_converted, save_converted
+    net = one_layer("Axpy", "", {"a": (1, 2, 1, 1), "x": (1, 2, 3, 3), "y": (1, 2, 3, 3)}, semantics="opencv")
+    save_converted(net, tmp_path / "model.pt")
+    back = load_converted(tmp_path / "model.pt")
+    assert back.semantics == "opencv" and back.caffe_layers["l"].opencv
+    with pytest.raises(ValueError, match="semantics must be one of"):
+        one_layer("Axpy", "", {"a": (1, 2, 1, 1), "x": (1, 2, 3, 3), "y": (1, 2, 3, 3)}, semantics="caffe2")
