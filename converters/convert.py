@@ -6,6 +6,7 @@ file format (``model.pt``) and writing a caffemodel from a converted net.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
@@ -17,7 +18,9 @@ import torch
 from .formats import CaffeFormatError, atomic_writer, filter_net, read_net
 from .formats.fastweights import blob_chunks, field_header, read_weight_layers
 from .formats.prototxt import upgrade_net
+from .layers import ConversionError
 from .net import CaffeNet, phase_name
+from .outputs import check_output_file
 from .proto import caffe_pb2 as pb
 
 FORMAT = "converters.CaffeNet/1"
@@ -43,6 +46,25 @@ def _filtered(net: pb.NetParameter, phase, level, stages) -> pb.NetParameter:
     return filter_net(net, phase_name(phase), level, tuple(stages))
 
 
+@contextlib.contextmanager
+def _naming_file(prototxt):
+    """Net-level errors (a layer's ConversionError) name the prototxt they come from.
+
+    The layers only know their own name; the entry points that were given a path prefix it, so
+    the one line a user sees says which file and which layer (the exception keeps its type).
+    """
+    try:
+        yield
+    except ConversionError as exc:
+        if isinstance(prototxt, (str, os.PathLike)):
+            path = os.fspath(prototxt)
+            text = str(exc)
+            if not text.startswith(path):
+                exc.args = (f"{path}: {text}",)
+                exc.path = path
+        raise
+
+
 def load_caffe(prototxt, caffemodel=None, phase="test", level: int = 0, stages=(),
                input_shapes: dict | None = None, channels_last: bool | None = None) -> CaffeNet:
     """A Caffe net as a ``CaffeNet`` (an ``nn.Module``), weights copied by layer name.
@@ -56,7 +78,8 @@ def load_caffe(prototxt, caffemodel=None, phase="test", level: int = 0, stages=(
     layout, 1.3-2x faster on CPU with the same values; Caffe's N x C x H x W indexing is unchanged.
     """
     net = _filtered(_as_net(prototxt), phase, level, stages)
-    model = CaffeNet(net, input_shapes)
+    with _naming_file(prototxt):
+        model = CaffeNet(net, input_shapes)
     loaded: set[str] = set()
     source = None
     if caffemodel is not None:
@@ -85,7 +108,7 @@ def infer_shapes(net_param, input_shapes: dict | None = None, phase=None) -> dic
     """
     net = _as_net(net_param)
     state = net.state
-    with torch.device("meta"):
+    with _naming_file(net_param), torch.device("meta"):
         model = CaffeNet(_filtered(net, phase if phase is not None else state.phase, state.level, ()),
                          input_shapes)
     return dict(model.blob_shapes)
@@ -227,6 +250,7 @@ def caffemodel_bytes(model: CaffeNet) -> bytes:
 def save_caffemodel(model: CaffeNet, path) -> None:
     """Write the net's weights as a caffemodel (layer names and parameters, blobs with
     ``shape``), atomically; ``load_caffe`` reads it back identically."""
+    check_output_file(path)
     with atomic_writer(path) as fh:
         write_caffemodel(model, fh)
 
@@ -244,15 +268,9 @@ def converted_dict(model: CaffeNet) -> dict:
 
 def save_converted(model: CaffeNet, path) -> None:
     """Write ``model.pt`` as ``python -m converters convert`` does (``torch.save`` of plain data)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    try:
-        torch.save(converted_dict(model), tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    check_output_file(path)
+    with atomic_writer(path) as fh:
+        torch.save(converted_dict(model), fh)
 
 
 def load_converted(path, map_location="cpu", channels_last: bool | None = None) -> CaffeNet:

@@ -18,6 +18,7 @@ No torch here.
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,6 +223,20 @@ def _unpacked_run(src, end: int, tag_byte: int, width: int, dtype: np.dtype) -> 
     return values
 
 
+def shape_problem(shape) -> str | None:
+    """Why Caffe would refuse a blob of this shape (Blob::Reshape: every dim >= 0, at most
+    INT_MAX values), or None.  Python ints: a product that wraps in int64 cannot slip through."""
+    if any(d < 0 for d in shape):
+        return f"blob shape {tuple(shape)} has a negative dimension"
+    n = math.prod(shape)
+    if n > _INT_MAX:
+        return f"blob shape {tuple(shape)} holds {n:,} values, more than Caffe's INT_MAX"
+    return None
+
+
+_INT_MAX = 2**31 - 1
+
+
 # ------------------------------------------------------------------ messages
 @dataclass
 class _Blob:
@@ -250,7 +265,10 @@ class _Blob:
             arr = np.empty(0, dtype=_F32)
         if arr.dtype != np.float32:
             arr = arr.astype(np.float32)  # double_data is cast, as blob_to_array does
-        count = int(np.prod(shape)) if shape else 1
+        problem = shape_problem(shape)
+        if problem:
+            raise _Corrupt(problem)
+        count = math.prod(shape)
         if arr.size != count:
             raise _Corrupt(f"blob of shape {shape} holds {arr.size} values, expected {count}")
         return arr.reshape(shape)
