@@ -273,15 +273,52 @@ def save_converted(model: CaffeNet, path) -> None:
         torch.save(converted_dict(model), fh)
 
 
+_EXPECTED_PT = "expected a model.pt written by 'python -m converters convert'"
+
+
+def _check_converted_magic(path) -> None:
+    """Say what a file is when it is clearly not a torch.save file (zip since torch 1.6, or a
+    legacy pickle), before torch's loader prints its unsafe-load advice about it."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(64)
+    except FileNotFoundError:
+        raise CaffeFormatError(path, "file not found") from None
+    except IsADirectoryError:
+        raise CaffeFormatError(path, f"is a folder; {_EXPECTED_PT}") from None
+    except OSError as exc:
+        raise CaffeFormatError(path, f"cannot read: {exc.strerror}") from None
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return
+    if not head:
+        raise CaffeFormatError(path, f"empty file; {_EXPECTED_PT}")
+    from .formats.fastweights import describe_magic
+
+    what = describe_magic(head)
+    if what is None and (head[:1] in (b"\x0a", b"\x12") or head[:2] == b"\xa2\x06"):
+        what = ("a Caffe caffemodel (convert it first: python -m converters convert "
+                "PROTOTXT CAFFEMODEL -o model.pt)")
+    raise CaffeFormatError(path, f"not a converted model file: this looks like "
+                                 f"{what or 'neither a zip nor a pickle'}; {_EXPECTED_PT}")
+
+
 def load_converted(path, map_location="cpu", channels_last: bool | None = None) -> CaffeNet:
     """Rebuild a ``CaffeNet`` from a ``model.pt`` written by ``python -m converters convert``
     (``channels_last`` as in :func:`load_caffe`)."""
+    _check_converted_magic(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CaffeFormatError(path, "file not found") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise CaffeFormatError(path, f"not a converted model file ({type(exc).__name__}: {exc})") from None
+        # torch's own text for a refused pickle is a 600-character lecture on unsafe loading;
+        # its first sentence says what went wrong
+        why = " ".join(str(exc).split())
+        why = why.split(". ")[0][:200]
+        raise CaffeFormatError(path, f"not a converted model file ({type(exc).__name__}: {why}); "
+                                     f"expected a model.pt written by 'python -m converters "
+                                     f"convert'") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise CaffeFormatError(path, f"not a converted model file (format {got!r}, expected {FORMAT!r})")

@@ -178,15 +178,24 @@ def _skip(src, wtype: int, fnum: int, end: int) -> None:
     elif wtype == 2:
         src.skip(_length(src, end))
     elif wtype == 3:
-        while True:
+        # iterative, with protobuf's own nesting limit (100): 1,000 bytes of 0x0b are 1,000
+        # nested group starts and must not exhaust Python's recursion limit
+        open_groups = [fnum]
+        while open_groups:
             if src.pos >= end:
-                raise _Corrupt(f"unterminated group (field {fnum})")
+                raise _Corrupt(f"unterminated group (field {open_groups[-1]})")
             inner, iw = _tag(src)
             if iw == 4:
-                if inner != fnum:
-                    raise _Corrupt(f"mismatched end of group {inner} (expected {fnum})")
-                return
-            _skip(src, iw, inner, end)
+                if inner != open_groups[-1]:
+                    raise _Corrupt(f"mismatched end of group {inner} (expected {open_groups[-1]})")
+                open_groups.pop()
+            elif iw == 3:
+                open_groups.append(inner)
+                if len(open_groups) > _MAX_GROUP_DEPTH:
+                    raise _Corrupt(f"groups nested more than {_MAX_GROUP_DEPTH} deep at byte "
+                                   f"{_abs(src)} (not a caffemodel)")
+            else:
+                _skip(src, iw, inner, end)
     else:  # 4: end group without start
         raise _Corrupt(f"unexpected end-group marker for field {fnum} at byte {_abs(src)}")
     if src.pos > end:
@@ -235,6 +244,7 @@ def shape_problem(shape) -> str | None:
 
 
 _INT_MAX = 2**31 - 1
+_MAX_GROUP_DEPTH = 100   # protobuf's default recursion limit
 
 
 # ------------------------------------------------------------------ messages

@@ -32,6 +32,7 @@ from google.protobuf.message import DecodeError
 
 from ..proto import caffe_pb2 as pb
 from .errors import CaffeFormatError
+from .image_header import check_pixels
 
 __all__ = ["shared_env", "release_env", "iter_lmdb", "lmdb_info", "LmdbInfo", "write_lmdb", "convert_imageset",
            "ImagesetResult", "compute_image_mean", "datum_to_array", "array_to_datum",
@@ -82,7 +83,15 @@ def datum_to_array(datum: pb.Datum, mode: str = "color", path=None, key=None) ->
         flag = {"color": cv2.IMREAD_COLOR, "gray": cv2.IMREAD_GRAYSCALE,
                 "native": cv2.IMREAD_UNCHANGED}[mode]
         buf = np.frombuffer(datum.data, dtype=np.uint8)
-        img = cv2.imdecode(buf, flag) if buf.size else None
+        try:
+            check_pixels(datum.data, f"{where}encoded Datum")
+        except ValueError as exc:
+            raise CaffeFormatError(path, str(exc)) from None
+        try:
+            img = cv2.imdecode(buf, flag) if buf.size else None
+        except cv2.error as exc:
+            raise CaffeFormatError(path, f"{where}encoded Datum could not be decoded "
+                                         f"({' '.join(str(exc).split())[-160:]})") from None
         if img is None:
             raise CaffeFormatError(path, f"{where}encoded Datum could not be decoded as an image "
                                          f"({len(datum.data)} bytes)")

@@ -101,7 +101,15 @@ def parse_weights(data: bytes, path=None) -> pb.NetParameter:
     net = _parse_binary(path, data, pb.NetParameter(), "caffemodel")
     if not len(net.layer) and not len(net.layers):
         raise CaffeFormatError(path, "not a caffemodel: no layers found")
-    upgrade_net(net, path)
+    try:
+        upgrade_net(net, path)
+        bad = next((layer.name for layer in net.layer if not isinstance(layer.name, str)), None)
+    except UnicodeDecodeError as exc:
+        # protobuf declares names as UTF-8 strings; Caffe (C++ std::string) never checks
+        raise CaffeFormatError(path, f"a layer name or type is not UTF-8 text ({exc.reason} "
+                                     f"at byte {exc.start} of {bytes(exc.object[:40])!r})") from None
+    if bad is not None:
+        raise CaffeFormatError(path, f"layer name {bytes(bad)!r} is not UTF-8 text")
     if not any(len(layer.blobs) for layer in net.layer):
         raise CaffeFormatError(path, "not a caffemodel: no layer carries weights")
     return net
