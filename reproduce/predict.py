@@ -432,7 +432,7 @@ def list_images(inputs, exclude=None) -> list[Path]:
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     excl = Path(exclude).resolve() if exclude else None
-    out = []
+    out, named = [], []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
@@ -443,9 +443,12 @@ def list_images(inputs, exclude=None) -> list[Path]:
             out.extend(found)
         elif p.is_file():
             out.append(p)
+            named.append(p)
         else:
             raise PredictError(f"{p}: no such file or folder")
-    for f in out:
+    # a photo named on the command line must be readable; one bad file found in a folder only
+    # gets a warning and a row saying why (predict), the others are still scored
+    for f in named:
         if not cv2.haveImageReader(str(f)):
             raise PredictError(f"{f}: not an image OpenCV can read")
     return out
@@ -941,6 +944,9 @@ def predict(args) -> tuple[list[dict], dict]:
     finally:
         bar.close()
     wall = time.perf_counter() - t1
+    if unreadable and len(unreadable) == len(paths):
+        raise PredictError(f"none of the {len(paths)} image(s) could be read (first: "
+                           f"{records[0]['error']})")
     for key in no_face:
         print(f"{PROG}: note: no face found in {key}: predicted the whole image", file=sys.stderr)
     summary = {"images": len(paths), "faces": len(records), "seconds": wall, "load_seconds": load_s,
