@@ -478,12 +478,21 @@ def main(argv=None) -> int:
     parser.add_argument("--generated", action="store_true",
                         help="use the project's own generated seed files even when the oracle exists")
     parser.add_argument("--keep", metavar="DIR", help="copy failing variants (and argv.txt) here")
+    parser.add_argument("--kind", action="append", choices=("caffemodel", "net", "solver", "mean", "lmdb"),
+                        help="only seeds of this kind (repeatable)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
     seeds = None
     with tempfile.TemporaryDirectory(prefix="converters-fuzz-seeds.") as tmp:
         if args.generated:
             seeds = generated_seeds(Path(tmp))
+        elif args.kind:
+            root = oracle_dir()
+            seeds = oracle_seeds(root) if root is not None else generated_seeds(Path(tmp))
+        if args.kind:
+            seeds = [s for s in seeds if s.kind in args.kind]
+            if not seeds:
+                parser.error(f"no seed files of kind {', '.join(args.kind)}")
         outcomes = fuzz(args.count, args.seed, args.runner, mem_cap=int(args.mem_gb * (1 << 30)),
                         time_limit=args.time_limit, seeds=seeds,
                         keep=Path(args.keep) if args.keep else None, progress=True)

@@ -70,6 +70,30 @@ def test_truncated_lmdb_is_refused_before_it_is_mapped(tmp_path):
     one_line_error(run_cli(["inspect", db]), str(db), "truncated LMDB", "bytes")
 
 
+@pytest.mark.parametrize("where", ["node offset", "value size"])
+def test_bit_flipped_lmdb_page_is_refused_not_mapped(tmp_path, where):
+    import struct
+    db = tmp_path / "small_lmdb"
+    write_lmdb(db, [(f"{i:08d}_x", pb.Datum(channels=1, height=2, width=2, data=bytes(4), label=i))
+                    for i in range(3)])
+    raw = bytearray((db / "data.mdb").read_bytes())
+    psize = struct.unpack_from("<I", raw, 40)[0]
+    root = struct.unpack_from("<Q", raw, 128)[0]            # meta page 0: the main tree's root
+    meta1_txn = struct.unpack_from("<Q", raw, psize + 144)[0]
+    if meta1_txn > struct.unpack_from("<Q", raw, 144)[0]:
+        root = struct.unpack_from("<Q", raw, psize + 128)[0]
+    page = root * psize
+    node = struct.unpack_from("<H", raw, page + 18)[0]      # offset of node 1
+    if where == "node offset":
+        struct.pack_into("<H", raw, page + 18, 0xFFF0)
+    else:
+        struct.pack_into("<H", raw, page + node + 2, 0x7FFF)   # data size hi word: ~2 GB inline
+    (db / "data.mdb").write_bytes(bytes(raw))
+    with pytest.raises(CaffeFormatError, match="corrupt LMDB"):
+        lmdb_info(db)
+    one_line_error(run_cli(["inspect", db]), str(db), "corrupt LMDB")
+
+
 # ---------------------------------------------------------------------------- LRN: hang
 def _net(tmp_path, layers, head=HEAD, name="net.prototxt"):
     p = tmp_path / name

@@ -33,6 +33,7 @@ from google.protobuf.message import DecodeError
 from ..proto import caffe_pb2 as pb
 from .errors import CaffeFormatError
 from .image_header import check_pixels
+from .lmdb_check import LmdbStructureError, check_lmdb_file
 
 __all__ = ["shared_env", "release_env", "iter_lmdb", "lmdb_info", "LmdbInfo", "write_lmdb", "convert_imageset",
            "ImagesetResult", "compute_image_mean", "datum_to_array", "array_to_datum",
@@ -191,6 +192,13 @@ def _check_not_truncated(env, data_file: Path, path) -> None:
     if have < need:
         raise CaffeFormatError(path, f"truncated LMDB: data.mdb holds {have:,} bytes but its "
                                      f"{last_pgno + 1} pages need {need:,}")
+    # a bit flip in a page number or a value size also makes the cursor read past the file
+    try:
+        check_lmdb_file(data_file)
+    except LmdbStructureError as exc:
+        raise CaffeFormatError(path, f"corrupt LMDB: {exc}") from None
+    except OSError as exc:
+        raise CaffeFormatError(path, f"cannot read data.mdb: {exc.strerror}") from None
 
 
 def _decode_key(raw: bytes) -> str:
