@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .layers import ConversionError, check_supported, get_converter, is_input_type
+from .layers.base import check_blob_shape
 from .layers.data import InputLayer
 from .layers.registry import semantics as layer_semantics
 from .proto import caffe_pb2 as pb
@@ -138,6 +139,10 @@ class CaffeNet(nn.Module):
                     self.input_names.append(t)
                     self.input_shapes[t] = tuple(tops[i])
                     self._input_layers[t] = module
+            for t, s in zip(layer.top, tops):
+                if s is not None:
+                    # Blob::Reshape's checks: dims >= 0, at most INT_MAX values
+                    check_blob_shape(layer, s, f"top blob '{t}'")
             name = layer.name
             if name in seen_names:
                 k = 2

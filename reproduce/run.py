@@ -28,6 +28,7 @@ from dataclasses import dataclass  # noqa: E402
 from reproduce import demo, explain, grid, predict, protocol, report, sources, train  # noqa: E402
 from reproduce.assets import ENV_MIRROR, ENV_ROOT, AssetError, AssetStore  # noqa: E402
 from reproduce.studies import add_study_arguments, run_study  # noqa: E402
+from converters.outputs import OutputPathError, check_output_dir  # noqa: E402
 
 PROTOCOL_VERSION = 1  # bump when the scoring changes so cached fold results are recomputed
 DEFAULT_BATCH = {"adiencenet": 50, "caffenet": 25, "googlenet": 10, "vgg16": 4}  # images (x10 crops)
@@ -412,6 +413,9 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
         if args.demo:
             return demo.main_demo(args=args)
+        if args.out:
+            # before any scoring: a bad --out must not lose the work at its last step
+            check_output_dir(args.out, "--out folder")
         code = run_study(args)          # None for the default study (the 2017 paper's tables)
         if code is not None:
             return code
@@ -441,12 +445,17 @@ def main(argv=None) -> int:
     except grid.GridError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except AssetError as exc:
+    except (AssetError, OutputPathError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 
     filled = [c for c in cells if not c.empty]
     out = Path(args.out or f"out/table{args.table}")
+    try:
+        check_output_dir(out, "output folder")
+    except OutputPathError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     records = {}
     if filled:
         jobs, missing = plan(filled, args, folds)

@@ -558,11 +558,12 @@ def test_batch_size_changes_at_call_time():
 
 
 def test_infer_shapes_allocates_nothing():
-    text = NET_HEAD.replace("dim: 8 dim: 8", "dim: 4000 dim: 4000") + CONV.format(n="c", b="data", t="c", o=4096)
+    # 2 x 64 x 4000 x 4000 = 2.05e9 values (8 GB as float32), just under Caffe's INT_MAX blob limit
+    text = NET_HEAD.replace("dim: 8 dim: 8", "dim: 4000 dim: 4000") + CONV.format(n="c", b="data", t="c", o=64)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         shapes = converters.infer_shapes(parse_net(text))
-    assert shapes == {"data": (2, 3, 4000, 4000), "c": (2, 4096, 4000, 4000)}
+    assert shapes == {"data": (2, 3, 4000, 4000), "c": (2, 64, 4000, 4000)}
 
 
 def test_loss_layer_without_top_gets_caffes_automatic_top():

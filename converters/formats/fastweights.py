@@ -18,6 +18,7 @@ No torch here.
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,15 +178,24 @@ def _skip(src, wtype: int, fnum: int, end: int) -> None:
     elif wtype == 2:
         src.skip(_length(src, end))
     elif wtype == 3:
-        while True:
+        # iterative, with protobuf's own nesting limit (100): 1,000 bytes of 0x0b are 1,000
+        # nested group starts and must not exhaust Python's recursion limit
+        open_groups = [fnum]
+        while open_groups:
             if src.pos >= end:
-                raise _Corrupt(f"unterminated group (field {fnum})")
+                raise _Corrupt(f"unterminated group (field {open_groups[-1]})")
             inner, iw = _tag(src)
             if iw == 4:
-                if inner != fnum:
-                    raise _Corrupt(f"mismatched end of group {inner} (expected {fnum})")
-                return
-            _skip(src, iw, inner, end)
+                if inner != open_groups[-1]:
+                    raise _Corrupt(f"mismatched end of group {inner} (expected {open_groups[-1]})")
+                open_groups.pop()
+            elif iw == 3:
+                open_groups.append(inner)
+                if len(open_groups) > _MAX_GROUP_DEPTH:
+                    raise _Corrupt(f"groups nested more than {_MAX_GROUP_DEPTH} deep at byte "
+                                   f"{_abs(src)} (not a caffemodel)")
+            else:
+                _skip(src, iw, inner, end)
     else:  # 4: end group without start
         raise _Corrupt(f"unexpected end-group marker for field {fnum} at byte {_abs(src)}")
     if src.pos > end:
@@ -220,6 +230,21 @@ def _unpacked_run(src, end: int, tag_byte: int, width: int, dtype: np.dtype) -> 
         src.fh.seek(start + used)
     src.pos = start + used
     return values
+
+
+def shape_problem(shape) -> str | None:
+    """Why Caffe would refuse a blob of this shape (Blob::Reshape: every dim >= 0, at most
+    INT_MAX values), or None.  Python ints: a product that wraps in int64 cannot slip through."""
+    if any(d < 0 for d in shape):
+        return f"blob shape {tuple(shape)} has a negative dimension"
+    n = math.prod(shape)
+    if n > _INT_MAX:
+        return f"blob shape {tuple(shape)} holds {n:,} values, more than Caffe's INT_MAX"
+    return None
+
+
+_INT_MAX = 2**31 - 1
+_MAX_GROUP_DEPTH = 100   # protobuf's default recursion limit
 
 
 # ------------------------------------------------------------------ messages
@@ -264,7 +289,10 @@ class _Blob:
             arr = np.empty(0, dtype=_F32)
         if arr.dtype != np.float32:
             arr = arr.astype(np.float32)  # double_data is cast, as blob_to_array does
-        count = int(np.prod(shape)) if shape else 1
+        problem = shape_problem(shape)
+        if problem:
+            raise _Corrupt(problem)
+        count = math.prod(shape)
         if arr.size != count:
             raise _Corrupt(f"blob of shape {shape} holds {arr.size} values, expected {count}")
         return arr.reshape(shape)

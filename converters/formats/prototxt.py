@@ -50,7 +50,24 @@ _SOLVER_KEYS = re.compile(r"^\s*(base_lr|lr_policy|max_iter|net|train_net|test_n
                           r"snapshot_prefix|test_iter|test_interval)\s*:", re.M)
 
 
+# Quoted strings and comments (kept as they are) or a long run of blanks (squeezed).
+_LONG_BLANKS = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|#[^\n]*|[ \t\r\f\v]{256,}""")
+
+
+def _squeeze_blanks(text: str) -> str:
+    """Runs of 256+ blanks outside strings and comments become one blank.
+
+    protobuf's Python tokenizer slices the rest of the line at every token, so one 20 MB line
+    of blanks costs minutes and gigabytes; blanks between tokens carry no meaning.  (Error
+    columns after such a run count the squeezed text.)
+    """
+    if not re.search(r"[ \t\r\f\v]{256}", text):
+        return text
+    return _LONG_BLANKS.sub(lambda m: " " if m.group(0)[0] in " \t\r\f\v" else m.group(0), text)
+
+
 def _parse_text(path, text: str, message: Message) -> Message:
+    text = _squeeze_blanks(text)
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as exc:
