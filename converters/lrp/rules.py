@@ -299,12 +299,24 @@ class AlphaBeta(_PerPair):
 
     supports = _LINEAR
 
-    def __init__(self, alpha: float = 2.0, beta: float = 1.0):
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0, group0_bias: bool = True):
         if beta < 0 or alpha < 0:
             raise ValueError(f"AlphaBeta: alpha and beta must be >= 0 (toolbox convention), got {alpha}, {beta}")
         if abs(alpha - beta - 1.0) > 1e-12:
             raise ValueError(f"AlphaBeta: alpha - beta must be 1, got alpha={alpha}, beta={beta}")
         self.alpha, self.beta = float(alpha), float(beta)
+        self.group0_bias = bool(group0_bias)
+
+    def rule_bias(self, op):
+        """The bias the rule's denominators use.  Toolbox quirk (``group0_bias``): for a grouped
+        convolution its alpha-beta code reads ``blobs_[1]->cpu_data()[routind]`` with a group-local
+        output index, so every group uses the biases of group 0 (output channel j of group g gets
+        ``b[j - g * C_out / group]``); the layer's forward keeps its own biases."""
+        b = op.bias
+        g = getattr(op.layer, "group", 1) if op.kind == "Convolution" else 1
+        if b is None or g == 1 or not self.group0_bias:
+            return b
+        return b[:b.shape[0] // g].repeat(g)
 
     @staticmethod
     def _parts(op, x):
@@ -338,9 +350,10 @@ class AlphaBeta(_PerPair):
     def one(self, layer, x, y, r, state=None):
         op = LinearMap(layer)
         zp, zn, nonneg, pair_backward = self._parts(op, x) if state is None else state
-        if op.bias is not None:
-            zp = zp + op.bias_view(op.bias.clamp(min=0), zp)
-            zn = zn + op.bias_view(op.bias.clamp(max=0), zn)
+        bias = self.rule_bias(op)
+        if bias is not None:
+            zp = zp + op.bias_view(bias.clamp(min=0), zp)
+            zn = zn + op.bias_view(bias.clamp(max=0), zn)
         sp = _safe_div(r, zp, positive=True).mul_(self.alpha)
         sn = _safe_div(r, zn, positive=False).mul_(-self.beta)
         if nonneg:
