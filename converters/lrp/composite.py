@@ -19,6 +19,13 @@ config says; the rule is not conservative (it scales relevance by about the acti
 ``"normalized"`` for zennit's conservative variant; both give the same picture up to a global
 factor except at padded borders.
 
+Toolbox quirks (:class:`Quirks`: ``group0_bias``, ``aux_head_injection``, ``flat_per_kernel``,
+``avgpool_near_zero``, ``numbering_2015``) are copied by default so that the paper composite gives
+the lrp_toolbox's numbers; ``variant="corrected"`` switches all off, ``quirks=(names...)`` some.
+The composite carries its :class:`Quirks`; the walk reads the two that are not rules (aux-head
+injection, numbering) from it.  Layers that only rescale or bend activations (BatchNorm, Scale,
+Bias, Power, Sigmoid, TanH, PReLU, ELU, ...) pass relevance through (see ``rules.PassThrough``).
+
 Knows nothing of any particular net: the per-architecture ``flat_upto`` values live with the
 paper's reproduction code.
 """

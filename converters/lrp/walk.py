@@ -14,7 +14,12 @@ What it owns:
   layer depends on are run.
 * The explicit backward walk: the start layer's output is zeroed except the explained class, which
   keeps its score; then each layer, in reverse order, hands its tops' relevance to its rule, and the
-  bottoms' relevances are summed over all their consumers (Caffe's implicit Split).
+  bottoms' relevances are summed over all their consumers (Caffe's implicit Split).  With the quirk
+  ``aux_head_injection`` the Softmax layers below the start layer (GoogLeNet's auxiliary heads) are
+  walked too and inject their probabilities, as the toolbox's ``Backward_Relevance`` does.
+
+The plan (:func:`make_plan`: :class:`Step` per Caffe layer with blob version ids) is self-contained
+data, so another execution plan can replace it without touching the rules.
 
 Knows nothing of Adience or any particular net.
 """
