@@ -822,6 +822,7 @@ def predict(args, defer_explain: bool = False) -> tuple[list[dict], dict]:
                 if explain:                      # drawn once the predictions are written
                     for f, r in zip(res.faces, recs):
                         r["heatmap"] = str(out / "heatmaps" / f"{stem}_face{f.index}.png")
+                        r["heatmap_lrp"] = "toolbox"      # explain_faces: the paper composite, every quirk
                     pending.append((res.faces, recs))
                 res.image = None
             records.extend(recs)

@@ -182,5 +182,6 @@ def test_predict_explain_writes_predictions_and_table_first_then_lrp_error_is_on
     assert "face.png" in cap.out and "predictions.json" in cap.out            # the table was printed
     (rec,) = json.loads((out / "predictions.json").read_text())
     assert (out / "predictions.csv").is_file() and rec["heatmap"].endswith("face_face0.png")
+    assert rec["heatmap_lrp"] == "toolbox"
     assert cap.err.count("\n") == 1 and "LRP heatmaps:" in cap.err and "Eltwise PROD" in cap.err
     assert "Traceback" not in cap.err

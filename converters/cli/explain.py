@@ -217,8 +217,9 @@ def run(args) -> int:
         mean, mean_desc = None, None
         # Caffe classifiers are trained on mean-subtracted pixels: without the mean the scores
         # (and so the explained class and its heatmap) describe a different input
-        print(f"python -m converters {NAME}: warning: no --mean or --mean-value given: raw 0..255 pixels are fed to the net "
-              "(the paper's nets expect the training mean subtracted, e.g. --mean-value 104,117,123)",
+        print(f"python -m converters {NAME}: warning: no --mean or --mean-value given: raw 0..255 pixels are "
+              "fed to the net (the paper's nets expect the training mean subtracted, e.g. --mean-value "
+              "104,117,123)",
               file=sys.stderr)
     out = Path(args.out)
     for path, stem in zip(args.images, _stems(args.images)):

@@ -10,8 +10,8 @@ relevance into pictures.
 """
 from .composite import (COMPOSITES, DEFAULT_RULES, ELEMENTWISE, VARIANTS, Composite, LayerMatch, Quirks,
                         get_composite, paper_composite, toolbox_composite)
-from .rules import (AlphaBeta, AveragePooling, ConcatSplit, EltwiseRule, Epsilon, Flat, LinearMap, LRNIdentity, LRNTaylor,
-                    LRPError, Pass, PassThrough, PoolingRule, Proportional, Reshape, Route, Rule, SliceJoin,
+from .rules import (AlphaBeta, AveragePooling, ConcatSplit, EltwiseRule, Epsilon, Flat, LinearMap, LRNIdentity,
+                    LRNTaylor, LRPError, Pass, PassThrough, PoolingRule, Proportional, Reshape, Route, Rule, SliceJoin,
                     SoftmaxInject, SplitSum, WinnerTakesAll, WSquare)
 from .walk import Explanation, caffe_layer_indices, explain, make_plan
 
