@@ -862,8 +862,12 @@ def _progress(total: int, off: bool):
     return tqdm(total=total, desc="predict", unit="img", file=sys.stderr, disable=None, leave=False)
 
 
-def predict(args) -> tuple[list[dict], dict]:
-    """Run a prediction from parsed options; returns (records, summary).  Raises PredictError."""
+def predict(args, defer_explain: bool = False) -> tuple[list[dict], dict]:
+    """Run a prediction from parsed options; returns (records, summary).  Raises PredictError.
+
+    With ``--explain`` the heatmaps are drawn after predictions.json/CSV are written; with
+    ``defer_explain`` they are left to the caller as ``summary["write_heatmaps"]()`` (run.py
+    prints the table first)."""
     inputs = list(getattr(args, "predict", None) or []) + list(getattr(args, "inputs", None) or [])
     if not inputs:
         raise PredictError("nothing to predict: give --predict IMAGE_OR_FOLDER")
@@ -901,7 +905,7 @@ def predict(args) -> tuple[list[dict], dict]:
     no_face, unreadable = [], []
     bar = _progress(len(paths), bool(getattr(args, "no_progress", False)))
     t1 = time.perf_counter()
-    explain_s = 0.0
+    pending: list = []
     try:
         for res in predict_images(classifier, paths, detector, batch, keep_image=out is not None,
                                   keep_faces=explain, on_done=lambda r: bar.update(1)):
@@ -927,18 +931,11 @@ def predict(args) -> tuple[list[dict], dict]:
                     raise PredictError(f"{pic}: cannot be written")
                 for r in recs:
                     r["annotated"] = str(pic)
-                if explain:
-                    te = time.perf_counter()
-                    faces = np.stack([f.array for f in res.faces])
-                    rels = explain_faces(classifier, faces, [r["label"] for r in recs])
-                    for f, r, rel in zip(res.faces, recs, rels):
-                        hm = out / "heatmaps" / f"{stem}_face{f.index}.png"
-                        caption = f"LRP {r['label_name']}"
-                        if not cv2.imwrite(str(hm), heatmap_picture(f.array, rel, caption)):
-                            raise PredictError(f"{hm}: cannot be written")
-                        r["heatmap"] = str(hm)
-                        f.array = None
-                    explain_s += time.perf_counter() - te
+                if explain:                      # drawn once the predictions are written
+                    for f, r in zip(res.faces, recs):
+                        r["heatmap"] = str(out / "heatmaps" / f"{stem}_face{f.index}.png")
+                        r["heatmap_lrp"] = "toolbox"      # explain_faces: the paper composite, every quirk
+                    pending.append((res.faces, recs))
                 res.image = None
             records.extend(recs)
     finally:
@@ -950,7 +947,7 @@ def predict(args) -> tuple[list[dict], dict]:
     for key in no_face:
         print(f"{PROG}: note: no face found in {key}: predicted the whole image", file=sys.stderr)
     summary = {"images": len(paths), "faces": len(records), "seconds": wall, "load_seconds": load_s,
-               "explain_seconds": explain_s,
+               "explain_seconds": 0.0,
                "images_per_s": len(paths) / wall if wall > 0 else None,
                "faces_per_s": len(records) / wall if wall > 0 else None,
                "model": classifier.description, "nets": len(classifier.nets), "batch": batch,
@@ -960,13 +957,33 @@ def predict(args) -> tuple[list[dict], dict]:
         text = "[\n" + ",\n".join(" " + json.dumps(r) for r in records) + "\n]\n"   # one record per line
         (out / "predictions.json").write_text(text, encoding="utf-8")
         write_csv(out / "predictions.csv", records, classifier.labels)
+    if pending:
+        def write_heatmaps():
+            import cv2
+            te = time.perf_counter()
+            hbar = _progress(sum(len(faces) for faces, _ in pending), bool(getattr(args, "no_progress", False)))
+            try:
+                for faces, recs in pending:
+                    rels = explain_faces(classifier, np.stack([f.array for f in faces]), [r["label"] for r in recs])
+                    for f, r, rel in zip(faces, recs, rels):
+                        if not cv2.imwrite(r["heatmap"], heatmap_picture(f.array, rel, f"LRP {r['label_name']}")):
+                            raise PredictError(f"{r['heatmap']}: cannot be written")
+                        f.array = None
+                        hbar.update(1)
+            finally:
+                hbar.close()
+            summary["explain_seconds"] = time.perf_counter() - te
+        if defer_explain:
+            summary["write_heatmaps"] = write_heatmaps
+        else:
+            write_heatmaps()
     return records, summary
 
 
 def run_predict(args) -> int:
     """Entry point for ``run.py --predict`` (parsed options); prints the table, returns the exit code."""
     try:
-        records, summary = predict(args)
+        records, summary = predict(args, defer_explain=True)
     except PredictError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -981,15 +998,22 @@ def run_predict(args) -> int:
     print(f"Model: {summary['model']}")
     print(format_table(records, summary["target"]))
     rate = summary["images_per_s"] or 0.0
-    extra = f", LRP {summary['explain_seconds']:.1f} s" if summary["explain_seconds"] else ""
     print(f"\n{summary['images']} image(s), {summary['faces']} face(s) in {summary['seconds']:.2f} s "
           f"({rate:.2f} images/s, {summary['faces_per_s'] or 0.0:.2f} faces/s, "
           f"10 crops x {summary['nets']} net(s) each, "
-          f"batch {summary['batch']}, {summary['device']}{extra}; model loading {summary['load_seconds']:.1f} s)")
+          f"batch {summary['batch']}, {summary['device']}; model loading {summary['load_seconds']:.1f} s)")
     out = getattr(args, "out", None)
     if out:
-        print(f"Wrote {Path(out) / 'predictions.json'}, predictions.csv, annotated/"
-              + (", heatmaps/" if getattr(args, "explain", False) else ""))
+        print(f"Wrote {Path(out) / 'predictions.json'}, predictions.csv, annotated/", flush=True)
+    heatmaps = summary.pop("write_heatmaps", None)
+    if heatmaps is not None:
+        from converters.lrp import LRPError
+        try:
+            heatmaps()
+        except (PredictError, LRPError) as exc:     # the predictions above stay written
+            print(f"{PROG}: error: LRP heatmaps: {exc}", file=sys.stderr)
+            return 2
+        print(f"Wrote {Path(out) / 'heatmaps'}/ (LRP {summary['explain_seconds']:.1f} s)")
     return 0
 
 
