@@ -3,6 +3,7 @@
 published numbers beside the reproduced ones.
 
     python reproduce/run.py --table 2 --row m,w --lmdb DATA --weights MODELS
+    python reproduce/run.py --table 2 --row m,w --fetch [--dry-run] [--remote URL] [--data-dir DIR]
     python reproduce/run.py --list
     python reproduce/run.py --fetch-assets [--assets-mirror DIR_OR_URL]
 
@@ -25,7 +26,7 @@ import json  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-from reproduce import demo, explain, grid, predict, protocol, report, sources, train  # noqa: E402
+from reproduce import demo, explain, fetch, grid, predict, protocol, report, sources, train  # noqa: E402
 from reproduce.assets import ENV_MIRROR, ENV_ROOT, AssetError, AssetStore  # noqa: E402
 from reproduce.studies import add_study_arguments, run_study  # noqa: E402
 
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image preprocessing (default protocol: 256x256, mean, centre crop)")
     predict.add_predict_arguments(p)
     train.add_train_arguments(p)
+    fetch.add_fetch_arguments(p)
     add_study_arguments(p)   # last: adds only options the parser lacks (reuses --init, --seed, ...)
     return p
 
@@ -305,6 +307,7 @@ class Runner:
         cell, args = job.cell, self.args
         deploy, mean_file = self.deploy(cell), self.mean_file(cell, job.fold)
         samples, count, data_fp = self.data(cell, job.fold)
+        weights_sha256 = fetch.verified_sha256(job.weights)  # named in results.json; checked against a data manifest
         fingerprint = {"protocol": PROTOCOL_VERSION, "deploy_sha256": _sha256(deploy),
                        "weights": _file_stamp(job.weights), "mean_sha256": _sha256(mean_file),
                        "input_size": cell.input_size, "output_blob": cell.output_blob, **data_fp}
@@ -315,7 +318,7 @@ class Runner:
                 saved = json.loads(cache.read_text(encoding="utf-8"))
                 if saved.get("fingerprint") == fingerprint:
                     self.cached += 1
-                    return saved["result"]
+                    return {**saved["result"], "weights_sha256": weights_sha256}
             except (ValueError, KeyError):
                 pass  # unreadable cache entry: score again
 
@@ -334,7 +337,8 @@ class Runner:
         result = protocol.fold_metrics(preds, cell.n_classes)
         result = {"fold": job.fold, "iteration": job.iteration, **result,
                   "seconds": round(wall, 3), "forward_seconds": round(preds.seconds, 3),
-                  "weights": str(job.weights), "mean_file": str(mean_file), "deploy": str(deploy)}
+                  "weights": str(job.weights), "weights_sha256": weights_sha256, "mean_file": str(mean_file),
+                  "deploy": str(deploy)}
         self.images += len(preds)
         self.seconds += wall
         report.write_predictions(pred_file, preds)
@@ -416,6 +420,9 @@ def main(argv=None) -> int:
         if code is not None:
             return code
         validate(args)
+        code = fetch.prepare(args)  # --fetch: download what the run needs, then --weights/--lmdb/--init point there
+        if code is not None:
+            return code
         if args.predict:
             return predict.run_predict(args)
         if args.train:
