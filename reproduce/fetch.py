@@ -47,7 +47,10 @@ ENV_REMOTE = "AGEGENDER_REMOTE"
 ENV_DATA = "AGEGENDER_DATA_DIR"
 SHARE_TOKENS = {kind: sources.LINKS[kind].rstrip("/").rsplit("/", 1)[-1] for kind in ("weights", "lmdb", "init")}
 DEFAULT_HOST = urllib.parse.urlparse(sources.LINKS["weights"]).netloc
-NEXTCLOUD_WEBDAV = "https://{host}/public.php/webdav/"
+# Nextcloud's WebDAV endpoints of a public share, tried in this order: the classic one (share token as
+# user name, empty password) and the token-in-path one of newer servers (no authentication)
+NEXTCLOUD_ENDPOINTS = (("https://{host}/public.php/webdav/", True),
+                       ("https://{host}/public.php/dav/files/{token}/", False))
 LOCAL_DIR = {"weights": "models", "lmdb": "lmdb", "init": "init"}
 WHAT = {"weights": "trained weights", "lmdb": "LMDB", "init": "starting point"}
 MANIFEST_NAME = "manifest.json"
@@ -59,6 +62,10 @@ _LEAF_DIR = re.compile(r"(models_test_is_\d+|Test_fold_is_\d+|.*_lmdb)\Z")
 
 class FetchError(Exception):
     """A run's inputs cannot be fetched (message says which and where); exit code 2."""
+
+
+class ShareMissing(FetchError):
+    """The share itself is not on the server (HTTP 404 for its root folder)."""
 
 
 class IntegrityError(sources.SourceError):
@@ -88,12 +95,19 @@ def default_data_dir() -> Path:
     return Path(cache) / "caffe-agegender"
 
 
-def share(kind: str, remote: str | None = None, timeout: float = 60.0) -> WebDAV:
+def share_candidates(kind: str, remote: str | None = None, timeout: float = 60.0) -> list[WebDAV]:
+    """The WebDAV roots that may serve share ``kind``: ``remote/<token>/`` for a mirror, else the
+    Nextcloud endpoints of the upstream host."""
     token = SHARE_TOKENS[kind]
     remote = remote if remote is not None else (os.environ.get(ENV_REMOTE) or None)
     if remote:
-        return WebDAV(remote.rstrip("/") + "/" + urllib.parse.quote(token) + "/", timeout=timeout)
-    return WebDAV(NEXTCLOUD_WEBDAV.format(host=DEFAULT_HOST), user=token, timeout=timeout)
+        return [WebDAV(remote.rstrip("/") + "/" + urllib.parse.quote(token) + "/", timeout=timeout)]
+    return [WebDAV(url.format(host=DEFAULT_HOST, token=urllib.parse.quote(token)), user=token if auth else None,
+                   timeout=timeout) for url, auth in NEXTCLOUD_ENDPOINTS]
+
+
+def share(kind: str, remote: str | None = None, timeout: float = 60.0) -> WebDAV:
+    return share_candidates(kind, remote, timeout)[0]
 
 
 # ---------------------------------------------------------------------------- manifest and checksums
@@ -214,8 +228,8 @@ def needs_of(args) -> Needs:
     mode = _mode(args)
     weights, lmdbs, inits = {}, [], []
     if args.table is None:
-        raise FetchError(f"--fetch needs --table (and --row/--col) to know which {'model' if mode == 'predict' else 'cells'}"
-                         " to download")
+        what = "model" if mode == "predict" else "cells"
+        raise FetchError(f"--fetch needs --table (and --row/--col) to know which {what} to download")
     try:
         if mode == "predict":
             from .predict import PredictError, parse_folds, select_cell
@@ -286,7 +300,7 @@ class ShareIndex:
             entries = self.listdir(path)
             if entries is None:
                 if path == "":
-                    raise FetchError(f"the share is not there: {self.where()} answered 404")
+                    raise ShareMissing(f"no such share: {self.where()} answered 404")
                 continue
             for name, e in entries.items():
                 if name in names and e.is_dir == want_dir and name not in found:
@@ -339,7 +353,8 @@ def find_weights(index: ShareIndex, needs: dict, name: str) -> tuple[list, list]
                 rel = f"{folder}/models_test_is_{k}/{fname}"
                 e = listings[k].get(fname)
                 if e is None or e.is_dir:
-                    missing.append(f"{rel} (trained weights, fold {k}): not in {index.where(f'{base}/models_test_is_{k}')}")
+                    where = index.where(f"{base}/models_test_is_{k}")
+                    missing.append(f"{rel} (trained weights, fold {k}): not in {where}")
                 else:
                     wanted.append(Wanted("weights", rel, e.path, e.size, e.etag, index.dav.url(e.path)))
     return wanted, missing
@@ -358,12 +373,13 @@ def find_lmdbs(index: ShareIndex, needs: list) -> tuple[list, list]:
             continue
         path = f"{roots[top]}/Test_fold_is_{k}/{t}_{split}_lmdb"
         files = index.listdir(path) or {}
-        if "data.mdb" not in files:
+        if "data.mdb" not in files or files["data.mdb"].is_dir:
             missing.append(f"{rel}/data.mdb ({split} LMDB, fold {k}): not in {index.where(path)}")
             continue
-        for fname, e in sorted(files.items()):
-            if not e.is_dir:
-                wanted.append(Wanted("lmdb", f"{rel}/{fname}", e.path, e.size, e.etag, index.dav.url(e.path)))
+        # only data.mdb: lock.mdb is LMDB's run-time lock table, rewritten by every locking reader (and created
+        # when missing), so it is neither needed nor a file whose checksum could stay fixed
+        e = files["data.mdb"]
+        wanted.append(Wanted("lmdb", f"{rel}/data.mdb", e.path, e.size, e.etag, index.dav.url(e.path)))
     return wanted, missing
 
 
@@ -402,8 +418,18 @@ class Fetcher:
         self.manifest = Manifest(self.data)
 
     def index(self, kind: str) -> ShareIndex:
+        """The first endpoint that lists the share's root folder (else the first one, which then reports)."""
         if kind not in self.indexes:
-            self.indexes[kind] = ShareIndex(kind, share(kind, self.remote, self.timeout))
+            candidates = [ShareIndex(kind, dav) for dav in share_candidates(kind, self.remote, self.timeout)]
+            chosen = None
+            for ix in candidates:
+                try:
+                    if ix.listdir("") is not None:
+                        chosen = ix
+                        break
+                except WebDAVError:
+                    continue
+            self.indexes[kind] = chosen or candidates[0]
         return self.indexes[kind]
 
     def dest(self, w: Wanted) -> Path:
@@ -411,21 +437,22 @@ class Fetcher:
 
     def resolve(self, needs: Needs, weights_name: str) -> list[Wanted]:
         wanted, missing = [], []
-        try:
-            if needs.weights:
-                w, m = find_weights(self.index("weights"), needs.weights, weights_name)
-                wanted += w
-                missing += m
-            if needs.lmdbs:
-                w, m = find_lmdbs(self.index("lmdb"), needs.lmdbs)
-                wanted += w
-                missing += m
-            if needs.inits:
-                w, m = find_inits(self.index("init"), needs.inits)
-                wanted += w
-                missing += m
-        except WebDAVError as exc:
-            raise FetchError(f"cannot list the share: {exc}") from None
+        jobs = [("weights", needs.weights, lambda ix: find_weights(ix, needs.weights, weights_name)),
+                ("lmdb", needs.lmdbs, lambda ix: find_lmdbs(ix, needs.lmdbs)),
+                ("init", needs.inits, lambda ix: find_inits(ix, needs.inits))]
+        for kind, need, find in jobs:
+            if not need:
+                continue
+            try:
+                w, m = find(self.index(kind))
+            except ShareMissing as exc:
+                names = (sorted(need) if kind != "lmdb" else
+                         sorted({f"lmdb{VARIANT_SUFFIX[v]}/" for v, *_ in need}))
+                w, m = [], [f"{WHAT[kind]} ({', '.join(names)}): {exc}"]
+            except WebDAVError as exc:
+                raise FetchError(f"cannot list the {WHAT[kind]} share: {exc}") from None
+            wanted += w
+            missing += m
         if missing:
             head = "\n  * ".join(missing[:12])
             more = f"\n  ... and {len(missing) - 12} more" if len(missing) > 12 else ""
@@ -468,8 +495,9 @@ class Fetcher:
         total = sum(w.size or 0 for w in todo)
         lines = [f"fetch: {len(todo)} file(s) to download, {_human(total)}, into {self.data}"
                  + (f" ({len(present)} already there and verified)" if present else "")]
-        for w in todo:
-            lines.append(f"  {_human(w.size):>10}  {LOCAL_DIR[w.kind]}/{w.local}  <- {w.url}")
+        for kind in dict.fromkeys(w.kind for w in todo):
+            lines.append(f"  from {self.indexes[kind].where()} ({WHAT[kind]}):")
+            lines += [f"  {_human(w.size):>10}  {LOCAL_DIR[w.kind]}/{w.local}" for w in todo if w.kind == kind]
         return "\n".join(lines)
 
     def download(self, todo: list[Wanted]) -> None:
@@ -500,14 +528,15 @@ class Fetcher:
             part.unlink()
         stamp.write_text(json.dumps(origin), encoding="utf-8")
         index = self.indexes[w.kind]
-        size = w.size if w.size is not None else 1 << 62
+        if w.size is None:  # resuming and the completeness check both need the size
+            raise FetchError(f"{w.url}: the share's listing gives no size for this file; cannot download it safely")
         try:
-            _download(w.url, part, Asset(f"{LOCAL_DIR[w.kind]}/{w.local}", size, ""), bar, self.timeout,
+            _download(w.url, part, Asset(f"{LOCAL_DIR[w.kind]}/{w.local}", w.size, ""), bar, self.timeout,
                       headers=index.dav.headers(), hint="check the connection or use --remote URL")
         except AssetError as exc:
             raise FetchError(str(exc)) from None
         got = part.stat().st_size if part.exists() else 0
-        if w.size is not None and got != w.size:
+        if got != w.size:
             raise FetchError(f"{w.url}: got {got} bytes, the share lists {w.size}; run again to resume from {part}")
         self._check_file(part, dest)
         os.replace(part, dest)

@@ -224,6 +224,8 @@ def missing_message(cells, missing: list[str]) -> str:
     lines += [
         "",
         "Where the inputs go and where to get them:",
+        "  * all at once: add --fetch to this command; it downloads exactly the files these cells and folds",
+        f"    need from the shares below into {fetch.default_data_dir()} (--data-dir DIR; --dry-run lists them).",
         "  * test LMDBs (as the paper): download the LMDB archive from",
         f"      {sources.LINKS['lmdb']}",
         "    unpack it and pass --lmdb DIR, DIR holding lmdb/, lmdb_unaligned/ (and lmdb_mixed/) with",

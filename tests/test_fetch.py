@@ -69,6 +69,14 @@ def build_share_roots(proto: Path, base: Path) -> None:
                 (d / "caffenet_train_iter_1000.solverstate").write_bytes(b"not needed by a table run")
         lmdbs = base / root / fetch.SHARE_TOKENS["lmdb"] / "Adience" / "lmdb"
         shutil.copytree(proto / "lmdb", lmdbs)
+        for k in range(5):  # train/val LMDBs only for listing (--train --dry-run)
+            for split in ("train", "val"):
+                (lmdbs / f"Test_fold_is_{k}" / f"age_{split}_lmdb").mkdir()
+                (lmdbs / f"Test_fold_is_{k}" / f"age_{split}_lmdb" / "data.mdb").write_bytes(b"x" * (1000 + k))
+        init = base / root / fetch.SHARE_TOKENS["init"] / "startingpoint"
+        init.mkdir(parents=True)
+        shutil.copyfile(proto / "models" / "age_fromscratch_caffereference" / "models_test_is_0" / "weights.caffemodel",
+                        init / "bvlc_reference_caffenet.caffemodel")
 
 
 class Recorder:
@@ -191,7 +199,8 @@ def test_fetched_files_keep_the_upstream_layout_and_normal_modes(fetched, proto)
     for folder in MODELS:
         for k in range(5):
             got = data / "models" / folder / f"models_test_is_{k}" / f"caffenet_train_iter_{_final(folder)}.caffemodel"
-            assert got.read_bytes() == (proto / "models" / folder / f"models_test_is_{k}" / "weights.caffemodel").read_bytes()
+            src = proto / "models" / folder / f"models_test_is_{k}" / "weights.caffemodel"
+            assert got.read_bytes() == src.read_bytes()
             assert (got.stat().st_mode & 0o777) == 0o666 & ~_umask()
             assert not got.with_name(got.name + ".part").exists()
             # only what the run needs: no solverstates
@@ -240,12 +249,11 @@ def test_dry_run_lists_files_and_total_without_downloading(server, proto, tmp_pa
     assert rc == 0, err
     sizes = [(proto / "models" / "age_fromscratch_caffereference" / f"models_test_is_{k}" /
               "weights.caffemodel").stat().st_size for k in range(5)]
-    sizes += [(proto / "lmdb" / f"Test_fold_is_{k}" / "age_test_lmdb" / f).stat().st_size
-              for k in range(5) for f in ("data.mdb", "lock.mdb")]
+    sizes += [(proto / "lmdb" / f"Test_fold_is_{k}" / "age_test_lmdb" / "data.mdb").stat().st_size for k in range(5)]
     sizes.append((proto / "models" / "age_fromscratch_caffereference" / "deploy.prototxt").stat().st_size)
     assert f"{len(sizes)} file(s) to download, {fetch._human(sum(sizes))}" in out
     assert "caffenet_train_iter_50000.caffemodel" in out and "age_test_lmdb/data.mdb" in out
-    assert "gender_test_lmdb" not in out and ".solverstate" not in out
+    assert "gender_test_lmdb" not in out and ".solverstate" not in out and "lock.mdb" not in out
     assert not data.exists() or not any(p.is_file() for p in data.rglob("*"))
     assert not (tmp_path / "o" / "results.json").exists()
 
@@ -343,3 +351,47 @@ def test_default_remote_is_the_upstream_nextcloud_share():
     assert dav.user == "n6BLLnGPzinbe55"
     import base64
     assert dav.headers()["Authorization"] == "Basic " + base64.b64encode(b"n6BLLnGPzinbe55:").decode()
+
+
+def test_train_needs_starting_points_and_train_val_test_lmdbs(server, tmp_path, capsys):
+    rc, out, err = _run(["--train", "--table", "2", "--row", "i,n", "--col", "C", "--folds", "1", "--fetch",
+                         "--dry-run", "--remote", server["url"] + "/full", "--data-dir", str(tmp_path / "d"),
+                         "--out", str(tmp_path / "o"), "--no-progress"], capsys)
+    assert rc == 0, err
+    assert "init/bvlc_reference_caffenet.caffemodel" in out
+    for split in ("train", "val", "test"):
+        assert f"lmdb/lmdb/Test_fold_is_1/age_{split}_lmdb/data.mdb" in out
+    assert "models/" not in out  # training writes the weights, it fetches none
+    assert "Test_fold_is_0" not in out
+    assert "4 file(s) to download" in out  # init + the train, val and test data.mdb (never lock.mdb)
+
+
+def test_train_fetch_points_lmdb_and_init_at_the_data_folder(server, tmp_path):
+    data = tmp_path / "d"
+    args = run.build_parser().parse_args(
+        ["--train", "--table", "2", "--row", "i,n", "--col", "C", "--folds", "2", "--fetch", "--remote",
+         server["url"] + "/full", "--data-dir", str(data), "--out", str(tmp_path / "o"), "--no-progress"])
+    assert fetch.prepare(args) is None
+    assert Path(args.init) == data / "init" and (data / "init" / "bvlc_reference_caffenet.caffemodel").is_file()
+    assert Path(args.lmdb) == data / "lmdb"
+    assert (data / "lmdb" / "lmdb" / "Test_fold_is_2" / "age_val_lmdb" / "data.mdb").read_bytes() == b"x" * 1002
+    assert args.weights is None  # training writes its snapshots to <out>/weights
+
+
+def test_the_second_nextcloud_endpoint_is_tried_when_the_first_does_not_list(server, tmp_path, capsys,
+                                                                              monkeypatch):
+    """Default remote: the classic public.php/webdav (token as user) first, then public.php/dav/files/<token>."""
+    monkeypatch.delenv(fetch.ENV_REMOTE, raising=False)
+    monkeypatch.setattr(fetch, "NEXTCLOUD_ENDPOINTS", ((server["url"] + "/gone/", True),
+                                                       (server["url"] + "/full/{token}/", False)))
+    rc, out, err = _run(["--table", "3", "--row", "i", "--col", "A", "--folds", "0", "--fetch", "--dry-run",
+                         "--data-dir", str(tmp_path), "--no-progress"], capsys)
+    assert rc == 0, err
+    assert f"from {server['url']}/full/{fetch.SHARE_TOKENS['weights']}/ (trained weights)" in out
+    assert "gender_net_definitions/models_test_is_0/caffenet_train_iter_50000.caffemodel" in out
+
+
+def test_the_missing_inputs_message_offers_fetch(tmp_path, capsys):
+    rc, out, err = _run(["--table", "2", "--row", "m,w", "--out", str(tmp_path)], capsys)
+    assert rc == 2
+    assert "add --fetch to this command" in err and "--dry-run" in err
