@@ -67,6 +67,10 @@ def build_share_roots(proto: Path, base: Path) -> None:
                 shutil.copyfile(proto / "models" / folder / f"models_test_is_{k}" / "weights.caffemodel",
                                 d / f"caffenet_train_iter_{_final(folder)}.caffemodel")
                 (d / "caffenet_train_iter_1000.solverstate").write_bytes(b"not needed by a table run")
+                if folder == "gender_net_definitions":  # earlier snapshots for --source readme: 49000 in every
+                    for it in (49000,) + ((48000,) if k != 2 else ()):  # fold, 48000 in all but fold 2
+                        shutil.copyfile(d / f"caffenet_train_iter_{_final(folder)}.caffemodel",
+                                        d / f"caffenet_train_iter_{it}.caffemodel")
         lmdbs = base / root / fetch.SHARE_TOKENS["lmdb"] / "Adience" / "lmdb"
         shutil.copytree(proto / "lmdb", lmdbs)
         for k in range(5):  # train/val LMDBs only for listing (--train --dry-run)
@@ -395,3 +399,22 @@ def test_the_missing_inputs_message_offers_fetch(tmp_path, capsys):
     rc, out, err = _run(["--table", "2", "--row", "m,w", "--out", str(tmp_path)], capsys)
     assert rc == 2
     assert "add --fetch to this command" in err and "--dry-run" in err
+
+
+def test_source_readme_fetches_every_snapshot_all_folds_have(server, proto, tmp_path, capsys):
+    rc, out, err = _run(_table_argv("gender_net_definitions", server["url"] + "/full", tmp_path / "d", tmp_path / "o",
+                                    proto, "--source", "readme", "--dry-run"), capsys)
+    assert rc == 0, err
+    for k in range(5):
+        for it in (49000, 50000):
+            assert f"models_test_is_{k}/caffenet_train_iter_{it}.caffemodel" in out
+    assert "iter_48000" not in out  # fold 2 lacks it: upstream's README figure needs every fold
+
+
+def test_iter_fetches_that_snapshot_only(server, proto, tmp_path, capsys):
+    rc, out, err = _run(_table_argv("gender_net_definitions", server["url"] + "/full", tmp_path / "d", tmp_path / "o",
+                                    proto, "--iter", "48000", "--folds", "0,1", "--dry-run"), capsys)
+    assert rc == 0, err
+    assert "models_test_is_0/caffenet_train_iter_48000.caffemodel" in out
+    assert "models_test_is_1/caffenet_train_iter_48000.caffemodel" in out
+    assert "iter_50000" not in out and "iter_49000" not in out and "models_test_is_2" not in out
