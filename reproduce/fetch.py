@@ -255,8 +255,11 @@ def needs_of(args) -> Needs:
         if mode == "table" or not args.no_eval:
             lmdbs += [(c.test, k, c.target, "test") for c in cells for k in folds]
     if mode == "train" and not args.init:
-        from .train import init_file
-        inits = sorted({n for n in (init_file(c) for c in cells) if n})
+        from .train import TrainError, init_file
+        try:
+            inits = sorted({n for n in (init_file(c) for c in cells) if n})
+        except TrainError as exc:
+            raise FetchError(str(exc)) from None
     return Needs(weights, list(dict.fromkeys(lmdbs)), inits)
 
 
