@@ -185,15 +185,21 @@ def find_manifest(path) -> tuple[Manifest, str] | None:
     return None
 
 
-def verified_sha256(path) -> str:
-    """sha256 of an input file; raises :class:`IntegrityError` when a data-folder manifest lists the file
-    with another size or sha256 (the file changed after it was fetched)."""
+def check_recorded(path) -> None:
+    """Raise :class:`IntegrityError` when a data-folder manifest lists ``path`` and the file no longer
+    matches the record (hashes only files that a manifest lists)."""
     found = find_manifest(path)
     if found is not None:
         manifest, rel = found
         why = manifest.problem(rel, Path(path).resolve())
         if why:
             raise IntegrityError(f"{why}; delete it and run with --fetch to download it again")
+
+
+def verified_sha256(path) -> str:
+    """sha256 of an input file; raises :class:`IntegrityError` when a data-folder manifest lists the file
+    with another size or sha256 (the file changed after it was fetched)."""
+    check_recorded(path)
     return file_sha256(path)
 
 

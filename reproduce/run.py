@@ -294,6 +294,7 @@ class Runner:
         """(samples iterator, count or None, fingerprint)."""
         if self.args.lmdb:
             path = sources.lmdb_path(self.args.lmdb, cell.test, fold, cell.target)
+            fetch.check_recorded(path / "data.mdb")  # a fetched LMDB must still be the downloaded one
             return (sources.lmdb_samples(path), sources.lmdb_count(path),
                     {"lmdb": _file_stamp(path / "data.mdb")})
         lst = self.store.fold_list(cell.test, fold, cell.target, "test")

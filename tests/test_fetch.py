@@ -418,3 +418,43 @@ def test_iter_fetches_that_snapshot_only(server, proto, tmp_path, capsys):
     assert "models_test_is_0/caffenet_train_iter_48000.caffemodel" in out
     assert "models_test_is_1/caffenet_train_iter_48000.caffemodel" in out
     assert "iter_50000" not in out and "iter_49000" not in out and "models_test_is_2" not in out
+
+
+def test_a_changed_lmdb_is_reported_also_without_fetch(fetched, proto, tmp_path, capsys):
+    data0, _ = fetched
+    data = tmp_path / "data"
+    shutil.copytree(data0, data)
+    victim = data / "lmdb" / "lmdb" / "Test_fold_is_2" / "gender_test_lmdb" / "data.mdb"
+    blob = bytearray(victim.read_bytes())
+    blob[-1] ^= 0xFF
+    victim.write_bytes(bytes(blob))
+    rc, out, err = _run(["--table", "3", "--row", "i", "--col", "A", "--lmdb", str(data / "lmdb"), "--weights",
+                         str(data / "models"), "--means", str(proto), "--out", str(tmp_path / "o"), "--no-progress",
+                         "--assets-mirror", str(tmp_path / "no-network")], capsys)
+    assert rc == 2
+    assert str(victim) in err and "changed since it was fetched" in err and "Traceback" not in err
+
+
+def test_files_put_there_by_hand_are_taken_when_their_size_matches_the_share(server, proto, tmp_path, capsys):
+    data = tmp_path / "data"
+    folder = "gender_net_definitions"
+    rel = f"{folder}/models_test_is_0/caffenet_train_iter_{_final(folder)}.caffemodel"
+    (data / "models" / rel).parent.mkdir(parents=True)
+    shutil.copyfile(proto / "models" / folder / "models_test_is_0" / "weights.caffemodel", data / "models" / rel)
+    n = len(server["log"])
+    rc, out, err = _run(_table_argv(folder, server["url"] + "/full", data, tmp_path / "o", proto, "--folds", "0",
+                                    "--dry-run"), capsys)
+    assert rc == 0, err
+    assert "1 already there and verified" in out and "(already there)" in out
+    assert not [p for m, p, r in server["log"][n:] if m == "GET"]
+    manifest = json.loads((data / "manifest.json").read_text())["files"]
+    assert manifest[f"models/{rel}"]["source"] == "present before --fetch"
+    # a hand-made copy of another size is reported, not overwritten and not used
+    other = f"{folder}/models_test_is_1/caffenet_train_iter_{_final(folder)}.caffemodel"
+    (data / "models" / other).parent.mkdir(parents=True)
+    (data / "models" / other).write_bytes(b"partial copy")
+    rc, out, err = _run(_table_argv(folder, server["url"] + "/full", data, tmp_path / "o", proto, "--folds", "0,1"),
+                        capsys)
+    assert rc == 2
+    assert str(data / "models" / other) in err and "12 bytes" in err and "Traceback" not in err
+    assert (data / "models" / other).read_bytes() == b"partial copy"
