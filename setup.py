@@ -21,7 +21,8 @@ setup(
     ],
     extras_require={
         "onnx": ["onnx>=1.14", "onnxruntime>=1.16", "onnxscript>=0.1"],
-        "test": ["pytest>=7", "pyyaml>=6", "grpcio-tools>=1.50", "onnx>=1.14", "onnxruntime>=1.16", "onnxscript>=0.1"],
+        "test": ["pytest>=7", "pyyaml>=6", "grpcio-tools>=1.50", "onnx>=1.14", "onnxruntime>=1.16", "onnxscript>=0.1",
+                 "wsgidav>=4", "cheroot>=8"],
     },
     entry_points={"console_scripts": ["caffe-convert=converters.__main__:main"]},
 )
