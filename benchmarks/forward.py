@@ -142,6 +142,27 @@ def opencv_net(proto, weights, threads):
     return net
 
 
+def onnx_session(model, key: str, cache: Path, seed: int, threads: int):
+    """An onnxruntime session on our own ONNX export of ``model`` (cached next to the caffemodel),
+    ``threads`` intra-op threads, sequential execution; None when onnxruntime is not installed."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    from converters.onnx_export import export_onnx
+
+    path = cache / f"{NETS[key][0]}_seed{seed}.onnx"
+    if not path.is_file():
+        tmp = path.with_suffix(".onnx.part")
+        export_onnx(model, tmp)
+        os.replace(tmp, path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def bench_net(key: str, args, cache: Path) -> dict:
     import torch
 
@@ -160,6 +181,13 @@ def bench_net(key: str, args, cache: Path) -> dict:
         fast = converters.load_caffe(proto, weights).to(device).to(memory_format=torch.channels_last)
         xc = x.contiguous(memory_format=torch.channels_last)
         engines["converters channels_last"] = lambda: fast(xc)
+    ort_session = None
+    if not args.no_onnxruntime and device.type == "cpu":
+        ort_session = onnx_session(model, key, cache, args.seed, args.threads)
+    if ort_session is not None:
+        ort_in = ort_session.get_inputs()[0].name
+        ort_out = "loss3/loss3" if key == "googlenet" else ort_session.get_outputs()[0].name
+        engines["onnxruntime"] = lambda: ort_session.run([ort_out], {ort_in: x_np})
     cv_net = None if args.no_opencv else opencv_net(proto, weights, args.threads)
     if cv_net is not None:
         out_name = "loss3/loss3" if key == "googlenet" else None
@@ -212,6 +240,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                         help="do not also time the converted net in channels_last memory format")
     parser.add_argument("--no-opencv", action="store_true", help="do not run OpenCV's importer")
+    parser.add_argument("--no-onnxruntime", action="store_true",
+                        help="do not run onnxruntime on our ONNX export (CPU only)")
     parser.add_argument("--profile", action="store_true", help="time the converted net's layer types")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "converters-bench"),
