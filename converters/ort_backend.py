@@ -190,7 +190,15 @@ class OrtNet:
 
 
 def for_inference(net, backend: str = "auto", device="cpu", outputs=None, threads: int | None = None):
-    """``net`` itself (torch) or an :class:`OrtNet` of it, as ``backend`` resolves on ``device``."""
+    """``net`` itself (torch) or an :class:`OrtNet` of it, as ``backend`` resolves on ``device``.
+
+    ``auto`` keeps any module that is not a converted :class:`~converters.net.CaffeNet` on torch."""
+    from .net import CaffeNet
+
     if resolve_backend(backend, device) == "torch":
         return net
+    if not isinstance(net, CaffeNet):
+        if backend == "auto":
+            return net
+        raise BackendError(f"backend onnxruntime needs a converted Caffe net, got {type(net).__name__}")
     return OrtNet(net, outputs=outputs, threads=threads)

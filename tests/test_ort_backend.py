@@ -80,3 +80,42 @@ def test_backend_choice(monkeypatch):
     assert ort_backend.resolve_backend("auto", "cpu") == "torch"
     with pytest.raises(ort_backend.BackendError, match="pip install"):
         ort_backend.resolve_backend("onnxruntime", "cpu")
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_protocol_oracle_predictions_identical_per_backend(oracle, backend, tmp_path):
+    """run.py --backend B on the oracle's miniature folds: every image gets real Caffe's predictions
+    (10-crop, single bottom-right, true centre) and probabilities within 1e-4."""
+    import csv
+    import json
+
+    from reproduce import run
+
+    d = oracle / "protocol"
+    expected = json.loads((d / "expected.json").read_text())["results"]
+    folder, (table, row, col) = "gender_net_definitions", (3, "i", "A")
+    rc = run.main(["--table", str(table), "--row", row, "--col", col, "--lmdb", str(d), "--means", str(d),
+                   "--weights", str(d / "models"), "--weights-name", "weights.caffemodel", "--out", str(tmp_path),
+                   "--no-progress", "--batch", "3", "--assets-mirror", str(tmp_path / "no-network"),
+                   "--backend", backend])
+    assert rc == 0
+    n = 0
+    for ef in expected[folder]["folds"]:
+        rows = list(csv.DictReader(open(tmp_path / "predictions" / f"{folder}_fold{ef['fold']}.csv")))
+        assert [r["key"] for r in rows] == [im["key"] for im in ef["images"]]
+        for r, im in zip(rows, ef["images"]):
+            assert (int(r["prediction"]), int(r["prediction_single"]), int(r["prediction_centre"])) == \
+                (im["pred_10crop"], im["pred_single_bottomright"], im["pred_single_center"])
+            probs = np.array([float(r[f"prob_{c}"]) for c in range(expected[folder]["n_classes"])])
+            np.testing.assert_allclose(probs, im["prob_10crop_mean"], atol=1e-4, rtol=0)
+            n += 1
+    assert n > 0
+
+
+def test_cli_rejects_onnxruntime_without_it(monkeypatch, capsys):
+    from reproduce import run
+
+    monkeypatch.setattr(ort_backend, "onnxruntime_available", lambda: False)
+    assert run.main(["--table", "2", "--backend", "onnxruntime"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend" in err and "pip install" in err and "Traceback" not in err
