@@ -78,6 +78,11 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="also write the results to this file")
     args = p.parse_args(argv)
     devices = args.device.split(",") if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if any(d.startswith("cuda") for d in devices) and not torch.cuda.is_available():
+        print("benchmarks/protocol.py: --device cuda skipped: CUDA is not available to PyTorch")
+        devices = [d for d in devices if not d.startswith("cuda")]
+        if not devices:
+            return 0
     store = AssetStore(mirror=args.assets_mirror)
     results = []
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
