@@ -1,6 +1,6 @@
 """Estimated wall time of evaluating all of Tables 2 and 3 (38 cells x 5 folds, 10 crops per image).
 
-    python benchmarks/grid.py [--device cpu|cuda] [--backend auto|torch|onnxruntime] [--sample 20]
+    python benchmarks/grid.py [--device cpu|cuda] [--backend auto|torch|onnxruntime] [--sample 20] [--batch B]
                               [--threads 2] [--assets-mirror DIR_OR_URL] [--json out.json]
 
 What it measures, per net family (AdienceNet, CaffeNet, GoogLeNet, VGG-16), on the chosen device:
@@ -71,7 +71,7 @@ def time_family(family: str, cell, args, cache: Path) -> dict:
     runner = ort_backend.for_inference(model, args.backend, args.device, outputs=[cell.output_blob])
     per_model = time.perf_counter() - t0
     backend = "torch" if runner is model else "onnxruntime"
-    batch = run.DEFAULT_BATCH.get(family, 10)
+    batch = args.batch or run.DEFAULT_BATCH.get(family, 10)
     rng = np.random.default_rng(args.seed)
     mean = rng.random((3, 256, 256), dtype=np.float32) * 120
     n = max(args.sample, batch)
@@ -95,6 +95,8 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime"), default="auto",
                         help="inference backend as run.py --backend (default auto)")
     parser.add_argument("--sample", type=int, default=20, help="timed synthetic images per family (>= one batch)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="images per forward pass (default: run.py's per family: A 50, C 25, G 10, V 4)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--tables", default="2,3", help="tables to estimate (default 2,3)")
     parser.add_argument("--seed", type=int, default=0)
