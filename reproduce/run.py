@@ -27,6 +27,7 @@ import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 from reproduce import demo, explain, fetch, grid, predict, protocol, report, sources, train  # noqa: E402
+from converters import ort_backend  # noqa: E402
 from reproduce.assets import ENV_MIRROR, ENV_ROOT, AssetError, AssetStore  # noqa: E402
 from reproduce.studies import add_study_arguments, run_study  # noqa: E402
 from converters.outputs import OutputPathError, check_output_dir  # noqa: E402
@@ -76,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch", type=int, help="images per forward pass, x10 crops "
                                                "(default per net: A 50, C 25, G 10, V 4)")
     run.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    run.add_argument("--backend", choices=("torch", "onnxruntime", "auto"), default="auto",
+                     help="inference engine: auto (default) = onnxruntime on the CPU when installed, else torch")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     misc = p.add_argument_group("other")
     misc.add_argument("--demo", action="store_true",
@@ -149,6 +152,10 @@ def validate(args) -> None:
         import torch
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available to torch here")
+    try:
+        ort_backend.resolve_backend(getattr(args, "backend", "auto"), dev)
+    except ort_backend.BackendError as exc:
+        raise UsageError(f"--backend: {exc}")
 
 
 def readme_iterations(cell: grid.Cell, args, folds) -> list[int]:
@@ -331,6 +338,7 @@ class Runner:
         mean = read_mean(mean_file)
         model = converters.load_caffe(str(deploy), str(job.weights), phase="test")
         model.eval().to(args.device)
+        model = ort_backend.for_inference(model, args.backend, args.device, outputs=[cell.output_blob])
         batch = args.batch or DEFAULT_BATCH.get(cell.family, 10)
         bar = _bar(count, f"{cell.folder} fold {job.fold} iter {job.iteration}", args.no_progress)
         t0 = time.perf_counter()
