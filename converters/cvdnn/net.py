@@ -52,6 +52,12 @@ def opencv_layer_table(net_param):
     return table
 
 
+def _module_key_of(model, caffe_name: str) -> str:
+    """The key of a Caffe layer's module in ``model.layers`` (state_dict keys start with it)."""
+    module = model.caffe_layers[caffe_name]
+    return next(k for k, m in model.layers.items() if m is module)
+
+
 class Layer:
     """What ``Net.getLayer`` returns: the name, the type and the Caffe layer behind it."""
 
@@ -199,12 +205,16 @@ class Net:
             from ..net import CaffeNet
             try:
                 model = CaffeNet(self._model.net_param, shapes)
-                model.load_state_dict(self._model.state_dict())
-            except (ConversionError, RuntimeError) as exc:
-                first = str(exc).strip().splitlines()
-                detail = first[-1].strip() if first else type(exc).__name__
-                raise CvdnnError(f"cvdnn: {self._source}: the net does not accept input shapes "
-                                 f"{ {k: v for k, v in shapes.items()} }: {detail}") from None
+            except ConversionError as exc:
+                raise CvdnnError(f"cvdnn: {self._source}: the net does not accept input shapes {shapes}: "
+                                 f"{exc}") from None
+            # parameters whose shape depends on the input (InnerProduct after a bigger image) stay
+            # unusable: OpenCV computes the layers before them and fails at them, so do we
+            theirs = self._model.state_dict()
+            mine = model.state_dict()
+            ok = {k: v for k, v in theirs.items() if k in mine and tuple(mine[k].shape) == tuple(v.shape)}
+            model.load_state_dict(ok, strict=False)
+            model._cvdnn_unfit = {k.split(".")[1] for k in mine if k not in ok}
             model.eval()
             if self._model.input_memory_format is not None:
                 model.use_channels_last()
@@ -236,8 +246,15 @@ class Net:
         started = {}
         handles = []
 
+        unfit = {self._caffe_names[i] for _, i, _ in self._table
+                 if _module_key_of(model, self._caffe_names[i]) in getattr(model, "_cvdnn_unfit", ())}
+
         def pre(caffe_name):
             def hook(module, args):
+                if caffe_name in unfit:
+                    raise CvdnnError(f"cvdnn: {self._source}: layer '{caffe_name}' does not accept the input "
+                                     f"shapes {[tuple(a.shape) for a in args]} (its weights were made for "
+                                     f"{self._model.input_shapes})")
                 started[caffe_name] = time.perf_counter_ns()
             return hook
 
