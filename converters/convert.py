@@ -44,7 +44,8 @@ def _filtered(net: pb.NetParameter, phase, level, stages) -> pb.NetParameter:
 
 
 def load_caffe(prototxt, caffemodel=None, phase="test", level: int = 0, stages=(),
-               input_shapes: dict | None = None, channels_last: bool | None = None) -> CaffeNet:
+               input_shapes: dict | None = None, channels_last: bool | None = None,
+               semantics: str = "fork") -> CaffeNet:
     """A Caffe net as a ``CaffeNet`` (an ``nn.Module``), weights copied by layer name.
 
     ``prototxt``/``caffemodel``: paths or ``NetParameter``s (V1 or new syntax).  ``phase``,
@@ -54,9 +55,13 @@ def load_caffe(prototxt, caffemodel=None, phase="test", level: int = 0, stages=(
     does not provide keep their Caffe filler values and are listed in ``model.missing_weights``.
     ``channels_last`` (default: on in the TEST phase) runs 4-D blobs in channels-last memory
     layout, 1.3-2x faster on CPU with the same values; Caffe's N x C x H x W indexing is unchanged.
+    ``semantics``: ``"fork"`` (default) builds the fork layers (SSD, R-FCN, ...) as the fork that
+    defined them; ``"opencv"`` as OpenCV 4's dnn module computes them where it deviates
+    (docs/layers.md: DetectionOutput's zero-padded ``[1, 1, keep_top_k*N, 7]``, PriorBox's clip
+    default and image size, Axpy's bottom order, ...).
     """
     net = _filtered(_as_net(prototxt), phase, level, stages)
-    model = CaffeNet(net, input_shapes)
+    model = CaffeNet(net, input_shapes, semantics=semantics)
     loaded: set[str] = set()
     source = None
     if caffemodel is not None:
@@ -237,6 +242,7 @@ def converted_dict(model: CaffeNet) -> dict:
         "format": FORMAT,
         "net_param": model.net_param.SerializeToString(),
         "input_shapes": {k: list(v) for k, v in model.input_shapes.items()},
+        "semantics": getattr(model, "semantics", "fork"),
         "missing_weights": list(model.missing_weights),
         "state_dict": model.state_dict(),
     }
@@ -269,7 +275,7 @@ def load_converted(path, map_location="cpu", channels_last: bool | None = None) 
         raise CaffeFormatError(path, f"not a converted model file (format {got!r}, expected {FORMAT!r})")
     net = pb.NetParameter()
     net.ParseFromString(obj["net_param"])
-    model = CaffeNet(net, obj.get("input_shapes"))
+    model = CaffeNet(net, obj.get("input_shapes"), semantics=obj.get("semantics", "fork"))
     model.load_state_dict(obj["state_dict"], strict=True)
     model.missing_weights = list(obj.get("missing_weights", []))
     model.eval() if model.phase == "TEST" else model.train()

@@ -22,6 +22,7 @@ from torch import nn
 
 from .layers import ConversionError, check_supported, get_converter, is_input_type
 from .layers.data import InputLayer
+from .layers.registry import semantics as layer_semantics
 from .proto import caffe_pb2 as pb
 
 LOSS_SUFFIX = "Loss"
@@ -87,8 +88,16 @@ class CaffeNet(nn.Module):
     ``caffe_layers`` (layer name -> module), ``missing_weights`` (layers left at their fillers).
     """
 
-    def __init__(self, net_param: pb.NetParameter, input_shapes: dict | None = None):
+    def __init__(self, net_param: pb.NetParameter, input_shapes: dict | None = None,
+                 semantics: str = "fork"):
         super().__init__()
+        # ``semantics``: "fork" (each fork layer as the fork that defined it) or "opencv" (OpenCV 4's
+        # dnn where it deviates); see converters.layers.registry.semantics and docs/layers.md.
+        with layer_semantics(semantics):
+            self._build(net_param, input_shapes)
+        self.semantics = semantics
+
+    def _build(self, net_param: pb.NetParameter, input_shapes: dict | None):
         self.net_param = net_param = with_automatic_tops(net_param)
         self.phase = phase_name(net_param.state.phase)
         overrides = {k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()}

@@ -436,8 +436,7 @@ def read_weight_layers(path) -> list[LayerWeights]:
         raise CaffeFormatError(path, f"not a caffemodel: no layers found{hint}")
     if len(kinds) > 1:
         raise CaffeFormatError(path, "net mixes V1 'layers' and new 'layer' fields")
-    if not any(layer.blobs for layer in layers):
-        raise CaffeFormatError(path, "not a caffemodel: no layer carries weights")
+    # no blobs at all is fine: Caffe saves parameter-free nets (crop, slice, pooling) that way
     return layers
 
 

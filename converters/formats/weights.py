@@ -82,9 +82,9 @@ def parse_weights(data: bytes, path=None) -> pb.NetParameter:
     net = _parse_binary(path, data, pb.NetParameter(), "caffemodel")
     if not len(net.layer) and not len(net.layers):
         raise CaffeFormatError(path, "not a caffemodel: no layers found")
+    # A net without parameters (crop, slice, pooling only) is saved by Caffe with no blobs at all,
+    # and Caffe loads it: such a file is a valid caffemodel.
     upgrade_net(net, path)
-    if not any(len(layer.blobs) for layer in net.layer):
-        raise CaffeFormatError(path, "not a caffemodel: no layer carries weights")
     return net
 
 

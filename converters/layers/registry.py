@@ -8,7 +8,33 @@ under ``torch.device("meta")`` infers every blob shape without allocating anythi
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Callable, Iterable
+
+SEMANTICS = ("fork", "opencv")
+_SEMANTICS = contextvars.ContextVar("converters_layer_semantics", default="fork")
+
+
+def current_semantics() -> str:
+    """Whose definition the fork layers built now follow: ``"fork"`` (default: the fork that
+    defined the layer, e.g. weiliu89/caffe for SSD) or ``"opencv"`` (OpenCV 4's dnn module, where
+    it deviates: DetectionOutput's padded output, PriorBox's clip default, Axpy's bottom order ...;
+    docs/layers.md lists them).  Converters read it while the net is built and keep the value."""
+    return _SEMANTICS.get()
+
+
+@contextlib.contextmanager
+def semantics(name: str):
+    """``with semantics("opencv"): CaffeNet(...)``: build the fork layers with that definition."""
+    if name not in SEMANTICS:
+        raise ValueError(f"semantics must be one of {SEMANTICS}, got {name!r}")
+    token = _SEMANTICS.set(name)
+    try:
+        yield name
+    finally:
+        _SEMANTICS.reset(token)
+
 
 _CONVERTERS: dict[str, Callable] = {}
 _INPUT_TYPES: set[str] = set()
