@@ -204,7 +204,8 @@ class Net:
             from ..layers import ConversionError
             from ..net import CaffeNet
             try:
-                model = CaffeNet(self._model.net_param, shapes)
+                model = CaffeNet(self._model.net_param, shapes,
+                                 semantics=getattr(self._model, "semantics", "fork"))
             except ConversionError as exc:
                 raise CvdnnError(f"cvdnn: {self._source}: the net does not accept input shapes {shapes}: "
                                  f"{exc}") from None
