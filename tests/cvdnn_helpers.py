@@ -21,11 +21,13 @@ def opencv4():
     return cv2
 
 
-def random_weights(prototxt, path, seed: int = 0, calibrate=None) -> Path:
+def random_weights(prototxt, path, seed: int = 0, calibrate=None, bias_shift=None) -> Path:
     """Write a caffemodel of seeded random weights for ``prototxt`` (LeCun-scaled weights, small
-    biases).  ``calibrate=(blob_name, input_blob)`` rescales the layer producing ``blob_name`` so
-    that its output has a standard deviation near 2 on ``input_blob`` (softmax probabilities that
-    are neither uniform nor one-hot)."""
+    biases; BatchNorm / Scale / Normalize blobs near their usual values).  ``calibrate={"_input": x,
+    blob: std, ...}`` rescales the layer producing each blob so that its output on ``x`` has that
+    standard deviation (softmax probabilities neither uniform nor one-hot, SSD offsets of a sensible
+    size); ``bias_shift={layer: s}`` adds ``s`` to the odd output channels' biases (SSD conf heads:
+    fewer priors above a face score of 0.5)."""
     import torch
 
     from converters import load_caffe, save_caffemodel
@@ -34,21 +36,51 @@ def random_weights(prototxt, path, seed: int = 0, calibrate=None) -> Path:
         warnings.simplefilter("ignore")
         model = load_caffe(str(prototxt), channels_last=False)
     g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
+    with torch.no_grad(), np.errstate(over="ignore"):     # uncalibrated SSD offsets overflow exp
         for name, mod in model.caffe_layers.items():
-            for p in (mod.blobs() if hasattr(mod, "blobs") else []):
-                if p.dim() > 1:
-                    p.copy_(torch.randn(p.shape, generator=g) * (1.0 / p[0].numel()) ** 0.5)
+            blobs = list(mod.blobs()) if hasattr(mod, "blobs") else []
+            kind = getattr(mod, "caffe_type", "")
+            for j, p in enumerate(blobs):
+                r = torch.randn(p.shape, generator=g)
+                if kind == "BatchNorm":      # mean, variance (> 0), moving-average factor 1
+                    p.copy_([r * 0.1, 0.5 + r.abs() * 0.5, torch.ones(p.shape)][j])
+                elif kind == "Scale":
+                    p.copy_(1.0 + 0.1 * r if j == 0 else 0.1 * r)
+                elif kind == "Normalize":
+                    p.copy_(20.0 * (1.0 + 0.1 * r))
+                elif p.dim() > 1:           # He-scaled weights keep ReLU nets' activations O(1)
+                    p.copy_(r * (2.0 / p[0].numel()) ** 0.5)
                 else:
-                    p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-        if calibrate is not None:
-            blob, x = calibrate
-            out = model.forward_blobs({model.input_names[0]: torch.from_numpy(x)})[blob]
-            layer = next(m for n, m in model.caffe_layers.items()
-                         if any(t == blob for t in model.net_param.layer[list(model.caffe_layers).index(n)].top))
-            k = 2.0 / max(float(out.std()), 1e-6)
-            for p in layer.blobs():
-                p.mul_(k)
+                    p.copy_(r * 0.05)
+        if calibrate and calibrate.get("_bn_stats"):
+            # BatchNorm statistics of the calibration image itself: every normalised blob is O(1)
+            calibrate.pop("_bn_stats")
+            x = torch.from_numpy(calibrate["_input"])
+            for name, mod in model.caffe_layers.items():
+                if getattr(mod, "caffe_type", "") != "BatchNorm":
+                    continue
+                seen = {}
+                h = mod.register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0].detach().clone()))
+                model.forward_blobs({model.input_names[0]: x})
+                h.remove()
+                v = seen["x"].float()
+                mean, var, factor = mod.blobs()
+                mean.copy_(v.mean(dim=(0, 2, 3)))
+                var.copy_(v.var(dim=(0, 2, 3), unbiased=False) + 1e-3)
+                factor.fill_(1.0)
+        if calibrate:
+            # rescale, in prototxt order, each named blob's producing layer to the target std
+            x = calibrate.pop("_input")
+            calibrate.pop("_bn_stats", None)
+            tops = {t: name for name, layer in zip(model.caffe_layers, model.net_param.layer) for t in layer.top}
+            for blob, target in calibrate.items():
+                out = model.forward_blobs({model.input_names[0]: torch.from_numpy(x)})[blob]
+                k = target / max(float(out.std()), 1e-12)
+                for p in model.caffe_layers[tops[blob]].blobs():
+                    p.mul_(k)
+        for name, shift in (bias_shift or {}).items():
+            b = model.caffe_layers[name].blobs()[1]
+            b[1::2] += shift                  # channel 2p+1: class 1 of prior p (SSD conf heads)
     save_caffemodel(model, path)
     # keep only layers with blobs, as a real caffemodel of a deploy net usually does (and as
     # OpenCV reads one: blobs from the first same-named layer that has any)
@@ -72,3 +104,22 @@ def photo(seed: int = 0, h: int = 240, w: int = 320) -> np.ndarray:
         cy, cx, r = rs.randint(0, h), rs.randint(0, w), rs.randint(10, 50)
         img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] += rs.randint(-80, 80, size=3)
     return np.clip(img + rs.randn(h, w, 3) * 6, 0, 255).astype(np.uint8)
+
+
+FACE_MEAN = (104.0, 177.0, 123.0)     # OpenCV's res10 face detector sample
+HEAD_NAMES = ("conv4_3_norm", "fc7", "conv6_2", "conv7_2", "conv8_2", "conv9_2")
+
+
+def face_ssd_weights(path, image, seed: int = 0) -> Path:
+    """Random weights for ``face_ssd_small.prototxt``, calibrated on ``image`` (BGR): BatchNorm
+    statistics of that image, box offsets of a moderate size, a few dozen priors above 0.5."""
+    import cv2
+
+    img = cv2.resize(image, (300, 300))
+    x = np.ascontiguousarray(((img.astype(np.float32) - np.float32(FACE_MEAN))).transpose(2, 0, 1)[None])
+    cal = {"_input": x, "_bn_stats": True}
+    for h in HEAD_NAMES:
+        cal[f"{h}_mbox_loc"] = 0.2
+        cal[f"{h}_mbox_conf"] = 1.5
+    return random_weights(DATA / "face_ssd_small.prototxt", path, seed=seed, calibrate=cal,
+                          bias_shift={f"{h}_mbox_conf": -6.0 for h in HEAD_NAMES})

@@ -20,7 +20,7 @@ def age_net(tmp_path_factory):
     proto = DATA / "age_deploy.prototxt"
     blob = cvdnn.blobFromImage(photo(1), 1.0, (227, 227), AGE_MEAN)
     weights = random_weights(proto, tmp_path_factory.mktemp("cvdnn") / "age.caffemodel", seed=3,
-                             calibrate=("fc8", blob))
+                             calibrate={"_input": blob, "fc8": 2.0})
     return proto, weights
 
 
