@@ -116,6 +116,9 @@ def _dims_match(legacy, dims: tuple, shape: tuple) -> bool:
 
 
 def _blob_values(blob: pb.BlobProto) -> np.ndarray:
+    if blob.HasField("raw_data"):              # NVIDIA Caffe FP16 (or FP32/FP64) raw bytes
+        from .formats import blob_to_array
+        return blob_to_array(blob).reshape(-1)
     if len(blob.double_data):
         return np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
     return np.asarray(blob.data, dtype=np.float32)

@@ -230,8 +230,22 @@ class _Blob:
     legacy: dict = field(default_factory=dict)
     data: list = field(default_factory=list)
     double: list = field(default_factory=list)
+    raw: list = field(default_factory=list)        # NVIDIA Caffe raw_data (12) chunks
+    raw_type: int | None = None                    # NVIDIA Caffe raw_data_type (10)
 
     def to_array(self) -> np.ndarray:
+        if self.raw:
+            return raw_blob_array(b"".join(self.raw), self.raw_type, self._shape(None))
+        return self._values()
+
+    def _shape(self, n):
+        if self.has_shape:
+            return tuple(self.dims)
+        if self.legacy:
+            return tuple(self.legacy.get(k, 0) for k in (1, 2, 3, 4))
+        return None if n is None else ((n,) if n else ())
+
+    def _values(self) -> np.ndarray:
         # Shape rule of blob_shape(): shape.dim if present, else legacy num/channels/height/width
         # if any is present, else (n,) for n values.
         if self.has_shape:
@@ -307,6 +321,10 @@ def _parse_blob(src, end: int) -> _Blob:
             _parse_dims(sub, sub.size, blob)
         elif fnum in (1, 2, 3, 4) and wt == 0:
             blob.legacy[fnum] = _signed32(_varint(src))
+        elif fnum == 12 and wt == 2:       # NVIDIA Caffe raw_data (bytes)
+            blob.raw.append(src.read(_length(src, end)))
+        elif fnum == 10 and wt == 0:       # NVIDIA Caffe raw_data_type (enum Type)
+            blob.raw_type = _varint(src)
         else:
             _skip(src, wt, fnum, end)
     if src.pos != end:
@@ -361,6 +379,29 @@ def _parse_layer(src, end: int, v1: bool) -> LayerWeights:
         except _Corrupt as exc:
             raise _LayerCorrupt(name, str(exc)) from None
     return LayerWeights(name, typ, out)
+
+
+# NVIDIA Caffe's Type enum (BlobProto.raw_data_type): DOUBLE 0, FLOAT 1, FLOAT16 2, INT 3, UINT 4
+_RAW_DTYPES = {0: np.dtype("<f8"), 1: np.dtype("<f4"), 2: np.dtype("<f2")}
+
+
+def raw_blob_array(raw: bytes, raw_type, shape) -> np.ndarray:
+    """An NVIDIA Caffe ``raw_data`` blob (FP16 weights, e.g. OpenCV's res10 ``*_fp16.caffemodel``) as
+    float32 of ``shape`` (None: 1-D)."""
+    if raw_type is None:
+        raise _Corrupt("blob has raw_data but no raw_data_type")
+    dtype = _RAW_DTYPES.get(raw_type)
+    if dtype is None:
+        raise _Corrupt(f"raw_data_type {raw_type} is not supported (only DOUBLE 0, FLOAT 1, FLOAT16 2)")
+    if len(raw) % dtype.itemsize:
+        raise _Corrupt(f"raw_data of {len(raw)} bytes is not a whole number of {dtype.itemsize}-byte values")
+    arr = np.frombuffer(raw, dtype=dtype).astype(np.float32)
+    if shape is None:
+        shape = (arr.size,)
+    count = int(np.prod(shape)) if shape else 1
+    if arr.size != count:
+        raise _Corrupt(f"blob of shape {shape} holds {arr.size} values, expected {count}")
+    return arr.reshape(shape)
 
 
 class _LayerCorrupt(Exception):

@@ -149,12 +149,15 @@ def blob_shape(blob: pb.BlobProto) -> tuple[int, ...]:
     if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
         return (blob.num, blob.channels, blob.height, blob.width)
     n = len(blob.data) or len(blob.double_data)
+    if not n and blob.HasField("raw_data"):
+        n = len(blob.raw_data) // {pb.DOUBLE: 8, pb.FLOAT: 4, pb.FLOAT16: 2}.get(blob.raw_data_type, 1)
     return (n,) if n else ()
 
 
 def blob_to_array(blob: pb.BlobProto, path=None, layer=None) -> np.ndarray:
-    """The blob's data as a float32 array of :func:`blob_shape` (double_data is cast)."""
-    if len(blob.data) + len(blob.double_data) > _LIST_LIMIT:
+    """The blob's data as a float32 array of :func:`blob_shape` (double_data is cast; NVIDIA Caffe's
+    ``raw_data`` of ``raw_data_type`` FLOAT16 / FLOAT / DOUBLE is decoded and cast)."""
+    if blob.HasField("raw_data") or len(blob.data) + len(blob.double_data) > _LIST_LIMIT:
         # Iterating a protobuf repeated field costs ~0.2 s per million values; decoding the
         # serialized packed bytes is memcpy speed.
         return blob_array_from_bytes(blob.SerializeToString(), path, layer)
@@ -187,7 +190,7 @@ def array_to_blob(arr, legacy: bool = False, out: pb.BlobProto | None = None) ->
 # ------------------------------------------------------------------ mean.binaryproto
 def read_blob(path) -> pb.BlobProto:
     blob = _parse_binary(path, _read_binary(path), pb.BlobProto(), "binaryproto blob")
-    if not len(blob.data) and not len(blob.double_data):
+    if not len(blob.data) and not len(blob.double_data) and not blob.HasField("raw_data"):
         raise CaffeFormatError(path, "not a binaryproto blob: no data values")
     return blob
 

@@ -36,6 +36,11 @@ CORNER, CENTER_SIZE, CORNER_SIZE = (pb.PriorBoxParameter.CORNER, pb.PriorBoxPara
 
 def decode_boxes(prior: np.ndarray, var: np.ndarray | None, loc: np.ndarray, code_type: int) -> np.ndarray:
     """Decode ``loc`` [P, 4] against ``prior`` [P, 4] (var None: variance encoded in target)."""
+    with np.errstate(over="ignore", invalid="ignore"):      # exp overflow -> inf, as in C++
+        return _decode(prior, var, loc, code_type)
+
+
+def _decode(prior, var, loc, code_type):
     v = np.ones_like(prior) if var is None else var
     pw = prior[:, 2] - prior[:, 0]
     ph = prior[:, 3] - prior[:, 1]
@@ -55,21 +60,28 @@ def decode_boxes(prior: np.ndarray, var: np.ndarray | None, loc: np.ndarray, cod
 
 def box_size(b: np.ndarray) -> np.ndarray:
     """Normalized BBoxSize: 0 for an inverted box."""
-    w, h = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
-    return np.where((w < 0) | (h < 0), 0.0, w * h)
+    with np.errstate(invalid="ignore", over="ignore"):
+        w, h = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
+        return np.where((w < 0) | (h < 0), 0.0, w * h)
 
 
 def jaccard(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     """JaccardOverlap of one normalized box with each of ``others`` (0 without intersection)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _jaccard(box, others)
+
+
+def _jaccard(box, others):
     ix0 = np.maximum(box[0], others[:, 0])
     iy0 = np.maximum(box[1], others[:, 1])
     ix1 = np.minimum(box[2], others[:, 2])
     iy1 = np.minimum(box[3], others[:, 3])
     disjoint = (others[:, 0] > box[2]) | (others[:, 2] < box[0]) | (others[:, 1] > box[3]) | (others[:, 3] < box[1])
     inter = np.where(disjoint, 0.0, (ix1 - ix0) * (iy1 - iy0))
-    union = box_size(box) + box_size(others) - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        union = box_size(box) + box_size(others) - inter
+        # plain division as the C++ does: a NaN overlap (infinite boxes) fails "<= threshold"
+        out = inter / union
     return np.where(disjoint, 0.0, out)
 
 

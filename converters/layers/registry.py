@@ -37,6 +37,12 @@ def semantics(name: str):
 
 
 _CONVERTERS: dict[str, Callable] = {}
+_FORK_TYPES: set[str] = set()
+
+
+def is_fork_type(layer_type: str) -> bool:
+    """A layer type that BVLC Caffe does not have (SSD, R-FCN, PSPNet, ... forks)."""
+    return layer_type in _FORK_TYPES
 _INPUT_TYPES: set[str] = set()
 
 
@@ -69,7 +75,7 @@ class UnsupportedLayersError(ConversionError):
         self.layer_name, self.layer_type, self.reason = None, None, str(self)
 
 
-def register(*types: str, input_layer: bool = False):
+def register(*types: str, input_layer: bool = False, fork: str | None = None):
     """Decorator: register a converter for the given Caffe type strings (duplicates refused)."""
     if not types:
         raise TypeError("register() needs at least one Caffe layer type")
@@ -82,8 +88,15 @@ def register(*types: str, input_layer: bool = False):
             _CONVERTERS[typ] = fn
             if input_layer:
                 _INPUT_TYPES.add(typ)
+            if fork or fn.__module__.rsplit(".", 1)[-1] in _FORK_MODULES:
+                _FORK_TYPES.add(typ)
         return fn
     return deco
+
+
+# the converter modules that hold fork layers (docs/layers.md names each layer's fork)
+_FORK_MODULES = {"axpy", "channels", "depthwise", "detection", "fork_activations", "proposal", "resize",
+                 "roi", "ssd"}
 
 
 def get_converter(layer_type: str) -> Callable:
