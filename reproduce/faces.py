@@ -157,7 +157,7 @@ class SSDFaceDetector(MarginBox):
     name = "ssd"
 
     def __init__(self, weights, margin: float = 0.4, min_confidence: float = MIN_CONFIDENCE, min_size: int = 1,
-                 device: str = "cpu", prototxt=DEPLOY):
+                 device: str = "cpu", prototxt=None):
         from converters import cvdnn
 
         if margin < 0:
@@ -173,7 +173,7 @@ class SSDFaceDetector(MarginBox):
             if bad is not None:
                 raise DetectorError(f"{weights}: not the published {known.name} ({bad})")
         try:
-            self.net = cvdnn.readNetFromCaffe(str(prototxt), str(weights))
+            self.net = cvdnn.readNetFromCaffe(str(prototxt or DEPLOY), str(weights))
         except cvdnn.CvdnnError as exc:
             raise DetectorError(f"face detector: {exc}") from None
         if str(device).startswith("cuda"):
