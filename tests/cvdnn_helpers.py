@@ -52,32 +52,38 @@ def random_weights(prototxt, path, seed: int = 0, calibrate=None, bias_shift=Non
                     p.copy_(r * (2.0 / p[0].numel()) ** 0.5)
                 else:
                     p.copy_(r * 0.05)
-        if calibrate and calibrate.get("_bn_stats"):
-            # BatchNorm statistics of the calibration image itself: every normalised blob is O(1)
-            calibrate.pop("_bn_stats")
-            x = torch.from_numpy(calibrate["_input"])
-            for name, mod in model.caffe_layers.items():
-                if getattr(mod, "caffe_type", "") != "BatchNorm":
-                    continue
-                seen = {}
-                h = mod.register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0].detach().clone()))
-                model.forward_blobs({model.input_names[0]: x})
-                h.remove()
-                v = seen["x"].float()
+        if calibrate:
+            # one forward pass on the calibration input, layer by layer in prototxt order:
+            # BatchNorm takes the statistics of its actual input (every normalised blob is O(1)),
+            # each named blob's producer is rescaled to the target std (linear: weights and bias)
+            cal = dict(calibrate)
+            x, bn_stats = cal.pop("_input"), cal.pop("_bn_stats", False)
+            tops = {t: name for name, layer in zip(model.caffe_layers, model.net_param.layer) for t in layer.top}
+            handles = []
+
+            def set_stats(mod, args):
+                v = args[0].float()
                 mean, var, factor = mod.blobs()
                 mean.copy_(v.mean(dim=(0, 2, 3)))
                 var.copy_(v.var(dim=(0, 2, 3), unbiased=False) + 1e-3)
                 factor.fill_(1.0)
-        if calibrate:
-            # rescale, in prototxt order, each named blob's producing layer to the target std
-            x = calibrate.pop("_input")
-            calibrate.pop("_bn_stats", None)
-            tops = {t: name for name, layer in zip(model.caffe_layers, model.net_param.layer) for t in layer.top}
-            for blob, target in calibrate.items():
-                out = model.forward_blobs({model.input_names[0]: torch.from_numpy(x)})[blob]
-                k = target / max(float(out.std()), 1e-12)
-                for p in model.caffe_layers[tops[blob]].blobs():
-                    p.mul_(k)
+
+            def rescale(target):
+                def hook(mod, args, out):
+                    k = target / max(float(out.std()), 1e-12)
+                    for p in mod.blobs():
+                        p.mul_(k)
+                    return out * k
+                return hook
+
+            for name, mod in model.caffe_layers.items():
+                if bn_stats and getattr(mod, "caffe_type", "") == "BatchNorm":
+                    handles.append(mod.register_forward_pre_hook(set_stats))
+            for blob, target in cal.items():
+                handles.append(model.caffe_layers[tops[blob]].register_forward_hook(rescale(target)))
+            model.forward_blobs({model.input_names[0]: torch.from_numpy(x)})
+            for h in handles:
+                h.remove()
         for name, shift in (bias_shift or {}).items():
             b = model.caffe_layers[name].blobs()[1]
             b[1::2] += shift                  # channel 2p+1: class 1 of prior p (SSD conf heads)

@@ -13,8 +13,9 @@ What it owns: OpenCV's view of a Caffe net, as ``caffe_importer.cpp`` and ``net.
 * ``getUnconnectedOutLayers`` lists the layers none of whose outputs another layer reads;
 * ``setInput(blob, name, scalefactor, mean)`` feeds ``(blob - mean[c]) * scalefactor`` (float32).
 
-The maths of every layer is the converter's; layer outputs whose OpenCV layout differs from
-Caffe's are adapted in :mod:`converters.cvdnn.opencv_layout`.
+The maths of every layer is the converter's, built with ``semantics="opencv"`` (OpenCV 4's rules
+where it deviates from a fork: DetectionOutput always ``[1, 1, keep_top_k * N, 7]`` zero-padded,
+PriorBox ``clip`` default true, ...; see :mod:`converters.layers.registry`).
 """
 from __future__ import annotations
 
@@ -287,12 +288,7 @@ class Net:
             for h in handles:
                 h.remove()
         self._times = times
-        from .opencv_layout import adapt
-        out = {}
-        for name in wanted:
-            caffe = self._table[self._ids[name] - 1][2]
-            out[name] = [adapt(caffe, o.float().cpu().numpy()) for o in got[name]]
-        return out
+        return {name: [np.ascontiguousarray(o.float().cpu().numpy()) for o in got[name]] for name in wanted}
 
     def forward(self, outputName=None, outBlobs=None):  # noqa: N803
         """``forward()``: the last layer's output; ``forward(name)``: that layer's output 0;
