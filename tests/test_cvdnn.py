@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,3 +228,38 @@ def test_runner_missing_script_is_one_line_exit_2(tmp_path):
     assert r.stderr.strip() == f"converters.cvdnn: {tmp_path / 'nope.py'}: no such script"
     r = _run()
     assert r.returncode == 2 and r.stderr.startswith("usage:")
+
+
+# ---------------------------------------------------------------------------- OpenCV's golden files
+def test_mobilenet_ssd_golden_outputs_without_opencv():
+    """The OpenCV-oracle MobileNet-SSD (recorded with OpenCV 4.14): every recorded layer output through
+    the OpenCV names (a Convolution by its top), DetectionOutput as [1, 1, 100, 7]; needs no cv2.dnn."""
+    import json
+    import os
+    folder = Path(os.environ.get("OPENCV_ORACLE_DIR", REPO.parent / "shared" / "opencv-oracle")) / "mobilenet_ssd"
+    if not (folder / "expected.npz").is_file():
+        pytest.skip(f"OpenCV-oracle fixtures not found at {folder} (set OPENCV_ORACLE_DIR)")
+    fx = json.loads((folder / "fixture.json").read_text())
+    expected = np.load(folder / "expected.npz")
+    net = cvdnn.readNetFromCaffe(folder / "deploy.prototxt", folder / "weights.caffemodel")
+    opencv_name = {row["name"]: row["opencv_layer"] for row in fx["layer_table"]}
+    assert list(net.getLayerNames()) == [row["opencv_layer"] for row in fx["layer_table"]
+                                         if row["type"] != "Input"]
+    net.setInput(np.load(folder / "input.npy"))
+    keys = [k for k in expected.files if "#" not in k]
+    outs = dict(zip(keys, net.forward([opencv_name[k] for k in keys])))
+    for key in keys:
+        exp, got = expected[key], outs[key]
+        assert got.shape == exp.shape, key
+        if key == "detection_out":
+            continue
+        assert np.abs(got - exp).max() <= 1e-4 * np.abs(exp).max() + 1e-5, key
+
+    def rows(a):
+        a = a.reshape(-1, 7)
+        a = a[np.any(a != 0, axis=1)]
+        return a[np.lexsort((a[:, 3], -a[:, 2], a[:, 1], a[:, 0]))]
+    a, b = rows(expected["detection_out"]), rows(outs["detection_out"])
+    assert outs["detection_out"].shape == (1, 1, 100, 7) and len(a) == len(b) > 0
+    assert np.array_equal(a[:, :2], b[:, :2])
+    assert np.abs(a[:, 2] - b[:, 2]).max() <= 1e-5 and np.abs(a[:, 3:] - b[:, 3:]).max() <= 1e-4
