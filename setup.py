@@ -15,7 +15,7 @@ setup(
         "protobuf>=4.21,<8",
         "torch>=2.1",
         "lmdb>=1.4",
-        "opencv-python-headless>=4.5,<5",
+        "opencv-python-headless>=4.5",   # cv2.dnn's Caffe importer (OpenCV 4 only) is needed by `verify` and the parity tests alone
         "tqdm>=4.60",
         "matplotlib>=3.6",
     ],

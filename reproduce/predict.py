@@ -20,9 +20,11 @@ broadcast), then ``caffe.io.oversample``'s 10 crops; the 10 rows of the net's so
 averaged (and, with several fold models, those averages again).  Without a mean the numbers are
 garbage, so a missing mean is an error (``--no-mean`` to insist).
 
-Faces (``--detect-faces``): OpenCV's stock frontal-face Haar cascade
-(``cv2.data.haarcascades + 'haarcascade_frontalface_default.xml'``, nothing downloaded; scale
-factor 1.1, 5 neighbours, faces >= ``--min-face`` 30 px), every detection enlarged by
+Faces (``--detect-faces``; ``--detector ssd|haar|auto``, see :mod:`reproduce.faces`): OpenCV's
+res10 SSD face detector when its weights are here (``--min-confidence`` 0.5), else OpenCV's
+frontal-face Haar cascade
+(``cv2.data.haarcascades + 'haarcascade_frontalface_alt2.xml'``, nothing downloaded; scale
+factor 1.1, ``--min-neighbors`` 5, faces >= ``--min-face`` 30 px), every detection enlarged by
 ``--face-margin`` = 40 % of its width/height on each side (the Haar box covers brows to chin; the
 Adience crops show the whole head with some background, the face filling roughly half the crop)
 and clipped to the photo; each face is predicted on its own.  A photo in which no face is found is
@@ -58,14 +60,14 @@ from dataclasses import dataclass  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reproduce.cli import OptionGroup  # noqa: E402
-from reproduce import grid, protocol, sources  # noqa: E402
+from reproduce import faces as face_detectors, grid, protocol, sources  # noqa: E402
 from reproduce.folds import AGE_GROUPS  # noqa: E402
 
 PROG = "predict"
 FACE_MARGIN = 0.4          # fraction of the detection's width/height added on each side
 MIN_FACE = 30              # pixels, smallest face the detector looks for
 DETECT_SIDE = 1280         # larger photos are searched for faces on a copy scaled to this longer side
-HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+HAAR_CASCADE = "haarcascade_frontalface_alt2.xml"   # the default cascade gave false boxes on real photos
 DEFAULT_RESIZE = 256       # the LMDB image size (convert_imageset --resize_height/width 256)
 DEFAULT_BATCH = 10         # faces per forward pass (x 10 crops)
 # The class names are the label indices of upstream's data preparation (spec 4.2; the age strings
@@ -826,10 +828,11 @@ def add_predict_arguments(parser) -> None:
                          "(default: the paper's names for a paper cell, 'class 0', 'class 1', ... for --deploy)")
     add("--output-blob", help="the softmax blob (default: the net's only output, else prob / loss3/loss3)")
     add("--resize", type=int, help=f"image side before cropping when no mean file fixes it (default {DEFAULT_RESIZE})")
-    add("--detect-faces", action="store_true", help="find faces with OpenCV's Haar cascade and predict each one")
+    add("--detect-faces", action="store_true", help="find faces (see --detector) and predict each one")
     add("--face-margin", type=float, default=FACE_MARGIN,
         help=f"fraction of the face box added on each side (default {FACE_MARGIN})")
     add("--min-face", type=int, default=MIN_FACE, help=f"smallest face in pixels (default {MIN_FACE})")
+    face_detectors.add_detector_arguments(add)
     add("--explain", action="store_true", help="LRP heatmap of the predicted class per face (needs --out)")
     add("--contiguous", action="store_true", help="run the net in NCHW instead of channels-last memory layout")
     add("--out", help="folder for predictions.json/.csv, annotated/ and heatmaps/")
@@ -890,8 +893,12 @@ def predict(args, defer_explain: bool = False) -> tuple[list[dict], dict]:
         except ImportError as exc:
             raise PredictError(f"--explain needs converters.lrp, which cannot be imported here ({exc})") from None
     paths = list_images(inputs, exclude=out)
-    detector = (FaceDetector(getattr(args, "face_margin", FACE_MARGIN), getattr(args, "min_face", MIN_FACE))
-                if getattr(args, "detect_faces", False) else None)
+    try:    # --detector ssd / haar / auto (reproduce.faces); the Haar cascade is FaceDetector
+        detector = face_detectors.make_detector(args, lambda: FaceDetector(
+            getattr(args, "face_margin", FACE_MARGIN), getattr(args, "min_face", MIN_FACE),
+            min_neighbors=getattr(args, "min_neighbors", 5)))
+    except face_detectors.DetectorError as exc:
+        raise PredictError(str(exc)) from None
     t0 = time.perf_counter()
     classifier = build_classifier(args)
     load_s = time.perf_counter() - t0

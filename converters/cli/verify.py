@@ -82,8 +82,9 @@ def opencv_status():
     except ValueError:
         major = 0
     if major >= 5 or not hasattr(getattr(cv2, "dnn", None), "readNetFromCaffe"):
-        return None, (f"OpenCV {version} has no Caffe importer (removed in OpenCV 5): "
-                      "pip install 'opencv-python-headless<5' to verify")
+        return None, (f"OpenCV {version} has no Caffe importer (removed in OpenCV 5); verify compares "
+                      "against OpenCV 4.x: pip install 'opencv-python-headless<5' (running Caffe models "
+                      "needs no OpenCV 4: see python -m converters.cvdnn)")
     return cv2, f"OpenCV {version} cv2.dnn.readNetFromCaffe"
 
 
