@@ -335,7 +335,8 @@ def test_bad_inputs_exit_2_with_one_line(case, proto, fold0_pngs, tmp_path, caps
     if case == "missing-mean":
         argv, want = [png, *gender[:4]], "garbage"
     elif case == "missing-means-dir":
-        argv, want = [png, "--table", 3, "--row", "i", "--col", "A", *cell, "--means", tmp_path], "mean_image"
+        argv, want = [png, "--table", 3, "--row", "i", "--col", "A", *cell, "--means", tmp_path, "--fold", 0], \
+            "mean_image"
     elif case == "missing-file":
         argv, want = [tmp_path / "nope.jpg", *gender], "no such file"
     elif case == "unreadable":
