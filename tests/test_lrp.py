@@ -369,6 +369,8 @@ def test_caffe_layer_indices_follow_caffe_including_inserted_splits(oracle):
                                                  ("googlenet_age", 4, "loss3/classifier_agexgender"),
                                                  ("vgg16_gender", 9, "fc8-gender")])
 def test_paper_composite_on_reduced_oracle_nets(oracle, net, flat_upto, start):
+    from conftest import need
+    need(oracle, f"nets/{net}/weights.caffemodel", f"nets/{net}/input.npy")
     folder = oracle / "nets" / net
     model = load_caffe(folder / "deploy.prototxt", folder / "weights.caffemodel")
     x = torch.from_numpy(np.load(folder / "input.npy"))
