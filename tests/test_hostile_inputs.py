@@ -153,6 +153,19 @@ def test_blob_dims_negative_or_overflowing(tmp_path, dims, n, why):
         assert str(err.value).startswith(str(p))
 
 
+def test_raw_data_blob_dims_are_checked_too(tmp_path):
+    # NVIDIA Caffe FP16 raw_data blobs take another decoding path; same Blob::Reshape rules
+    net = pb.NetParameter()
+    blob = net.layer.add(name="fc", type="InnerProduct").blobs.add()
+    blob.shape.dim.extend([-2, -1])
+    blob.raw_data_type = pb.FLOAT16
+    blob.raw_data = np.ones(2, np.float16).tobytes()
+    p = tmp_path / "raw.caffemodel"
+    p.write_bytes(net.SerializeToString())
+    with pytest.raises(CaffeFormatError, match="negative dimension"):
+        read_weight_layers(p)
+
+
 def test_nested_groups_and_non_utf8_names(tmp_path):
     nested = tmp_path / "nested.caffemodel"
     nested.write_bytes(b"\x0b" * 1000)       # 1,000 nested group starts

@@ -426,7 +426,10 @@ def raw_blob_array(raw: bytes, raw_type, shape) -> np.ndarray:
     arr = np.frombuffer(raw, dtype=dtype).astype(np.float32)
     if shape is None:
         shape = (arr.size,)
-    count = int(np.prod(shape)) if shape else 1
+    problem = shape_problem(shape)
+    if problem:
+        raise _Corrupt(problem)
+    count = math.prod(shape)
     if arr.size != count:
         raise _Corrupt(f"blob of shape {shape} holds {arr.size} values, expected {count}")
     return arr.reshape(shape)
