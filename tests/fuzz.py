@@ -9,7 +9,8 @@ contract:
 
 * exit code 0 or 2, never a signal (SIGBUS, SIGSEGV, SIGKILL);
 * no ``Traceback`` on stderr, and on exit 2 at most three lines, one naming the file;
-* within the address-space cap (``RLIMIT_AS``, 4 GB by default) and the time limit.
+* within the address-space cap (``RLIMIT_AS``, 4 GB by default) and the time limit (60 CPU
+  seconds, ``RLIMIT_CPU``; wall clock 10x that, so a loaded machine does not fail a variant).
 
 Each variant runs in a child process.  The default ``fork`` runner imports the package once and
 forks a child per variant (about 20x faster than a fresh interpreter); ``--runner subprocess``
@@ -39,7 +40,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MEM_CAP = 4 << 30           # bytes of address space per child
-TIME_LIMIT = 60.0           # seconds per variant (generous: 2 shared CPU cores)
+TIME_LIMIT = 60.0           # CPU seconds per variant (RLIMIT_CPU; a busy loop ends there)
+WALL_FACTOR = 10            # wall-clock safety net: a loaded CI machine stretches wall time, not CPU time
 MAX_STDERR_LINES = 3
 TEXT_NUMBERS = ["0", "-1", "1", "2147483647", "2147483648", "4294967295", "-2147483648",
                 "18446744073709551615", "1e308", "-1e308", "nan", "inf", "-0", "1e-45", "65535",
@@ -320,7 +322,7 @@ def _run_forked(argv, out_file, err_file, mem_cap, time_limit):
             sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), write_through=True)
             sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", closefd=False), write_through=True)
             signal.signal(signal.SIGALRM, signal.SIG_DFL)
-            signal.alarm(int(time_limit) + 1)
+            signal.alarm(int(time_limit * WALL_FACTOR) + 1)   # a blocked (not busy) hang
             try:
                 rc = cli.main(list(argv))
             except SystemExit as exc:
@@ -345,7 +347,7 @@ def _run_subprocess(argv, out_file, err_file, mem_cap, time_limit):
                                 env=env, cwd=str(REPO),
                                 preexec_fn=lambda: _limits(mem_cap, time_limit))
         try:
-            proc.wait(timeout=time_limit + 5)
+            proc.wait(timeout=time_limit * WALL_FACTOR + 5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -374,8 +376,11 @@ def check(variant: Variant, runner: str = "fork", mem_cap: int = MEM_CAP,
     status, usage, seconds = run(variant.argv, out_file, err_file, mem_cap, time_limit)
     maxrss = (usage.ru_maxrss / 1024.0) if usage is not None else 0.0
     err = err_file.read_bytes().decode("utf-8", "replace") if err_file.exists() else ""
-    if status == -1 or seconds > time_limit:
-        return Outcome(variant, "timeout", f"{seconds:.1f} s", seconds, maxrss)
+    # time is judged in CPU seconds where the runner knows them (fork: the child's own rusage)
+    cpu = usage.ru_utime + usage.ru_stime if (usage is not None and runner == "fork") else None
+    if status == -1 or (cpu if cpu is not None else seconds / WALL_FACTOR) > time_limit:
+        return Outcome(variant, "timeout", f"{seconds:.1f} s wall"
+                       + (f", {cpu:.1f} s CPU" if cpu is not None else ""), seconds, maxrss)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
@@ -474,7 +479,7 @@ def main(argv=None) -> int:
     parser.add_argument("--mem-gb", type=float, default=MEM_CAP / (1 << 30),
                         help="address-space cap per variant in GiB (default 4)")
     parser.add_argument("--time-limit", type=float, default=TIME_LIMIT,
-                        help="seconds per variant (default 60)")
+                        help="CPU seconds per variant (default 60; wall clock: 10x that)")
     parser.add_argument("--generated", action="store_true",
                         help="use the project's own generated seed files even when the oracle exists")
     parser.add_argument("--keep", metavar="DIR", help="copy failing variants (and argv.txt) here")
