@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import need
 from reproduce import fetch, grid, run
 
 wsgidav_app = pytest.importorskip("wsgidav.wsgidav_app", reason="wsgidav (test extra) is not installed")
 wsgi = pytest.importorskip("cheroot.wsgi", reason="cheroot (test extra) is not installed")
 
-REPO = Path(__file__).resolve().parent.parent
 # oracle model folder -> the table cell it stands in for (both [i] models: plain lmdb/ and mean_image/)
 MODELS = {"age_fromscratch_caffereference": (2, "i", "C"), "gender_net_definitions": (3, "i", "A")}
 WRAPPER = "adience_models_v1"          # a top-level folder the share puts around everything
@@ -31,21 +31,13 @@ CUT_FILE = "gender_net_definitions/models_test_is_2/caffenet_train_iter_50000.ca
 PROB_TOL = 1e-4
 
 
-def _protocol_oracle() -> Path | None:
-    """The protocol oracle: $CAFFE_ORACLE_DIR, ../shared/caffe-oracle, else tests/data/caffe-oracle."""
-    for d in (os.environ.get("CAFFE_ORACLE_DIR"), REPO.parent / "shared" / "caffe-oracle",
-              REPO / "tests" / "data" / "caffe-oracle"):
-        if d and (Path(d) / "protocol" / "expected.json").is_file():
-            return Path(d) / "protocol"
-    return None
-
-
 @pytest.fixture(scope="module")
-def proto():
-    d = _protocol_oracle()
-    if d is None:
-        pytest.skip("protocol oracle not found ($CAFFE_ORACLE_DIR, ../shared/caffe-oracle, tests/data/caffe-oracle)")
-    return d
+def proto(oracle):
+    """The protocol oracle (conftest: $CAFFE_ORACLE_DIR, ../shared/caffe-oracle, else the restored mini set).
+    The shares here need both oracle models with all five folds; the mini set holds one model's fold 0."""
+    need(oracle, *(f"protocol/models/{folder}/models_test_is_{k}/weights.caffemodel" for folder in MODELS
+                   for k in range(5)))
+    return oracle / "protocol"
 
 
 def _final(folder):
