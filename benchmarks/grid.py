@@ -9,7 +9,8 @@ What it measures, per net family (AdienceNet, CaffeNet, GoogLeNet, VGG-16), on t
   average) on ``--sample`` synthetic 256x256 uint8 images, in ``run.py``'s default batch per family,
   through the default inference backend of ``run.py`` (``--backend``), after one untimed batch;
 * seconds per fold model: ``converters.load_caffe`` of the full-size deploy with a random caffemodel
-  (written once into ``--cache``, shared with ``benchmarks/forward.py``) plus the backend set-up.
+  (written once into ``--cache``, shared with ``benchmarks/forward.py``) plus the backend set-up,
+  including the onnxruntime graph trace (an upper bound: a cell's five folds share one trace).
 
 The real test image counts come from the upstream fold lists (``<variant>/test_fold_is_K/
 <target>_test.txt`` of each cell's test variant, through ``reproduce.assets``), so the estimate is
