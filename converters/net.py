@@ -21,7 +21,9 @@ import torch
 from torch import nn
 
 from .layers import ConversionError, check_supported, get_converter, is_input_type
+from .layers.base import check_blob_shape
 from .layers.data import InputLayer
+from .layers.registry import semantics as layer_semantics
 from .proto import caffe_pb2 as pb
 
 LOSS_SUFFIX = "Loss"
@@ -87,8 +89,16 @@ class CaffeNet(nn.Module):
     ``caffe_layers`` (layer name -> module), ``missing_weights`` (layers left at their fillers).
     """
 
-    def __init__(self, net_param: pb.NetParameter, input_shapes: dict | None = None):
+    def __init__(self, net_param: pb.NetParameter, input_shapes: dict | None = None,
+                 semantics: str = "fork"):
         super().__init__()
+        # ``semantics``: "fork" (each fork layer as the fork that defined it) or "opencv" (OpenCV 4's
+        # dnn where it deviates); see converters.layers.registry.semantics and docs/layers.md.
+        with layer_semantics(semantics):
+            self._build(net_param, input_shapes)
+        self.semantics = semantics
+
+    def _build(self, net_param: pb.NetParameter, input_shapes: dict | None):
         self.net_param = net_param = with_automatic_tops(net_param)
         self.phase = phase_name(net_param.state.phase)
         overrides = {k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()}
@@ -129,6 +139,10 @@ class CaffeNet(nn.Module):
                     self.input_names.append(t)
                     self.input_shapes[t] = tuple(tops[i])
                     self._input_layers[t] = module
+            for t, s in zip(layer.top, tops):
+                if s is not None:
+                    # Blob::Reshape's checks: dims >= 0, at most INT_MAX values
+                    check_blob_shape(layer, s, f"top blob '{t}'")
             name = layer.name
             if name in seen_names:
                 k = 2

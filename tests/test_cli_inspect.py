@@ -97,7 +97,9 @@ def test_inspect_solver(upstream, capsys):
     out = run(capsys, upstream / "model_definitions/age_net_definitions/solver_test_fold_is_0.prototxt")
     assert "lr_policy            step" in out
     assert "net                  train_val_test_fold_is_0.prototxt" in out
-    assert "solver_mode          GPU" in out and "base_lr              0.00100000005" in out
+    # the shortest decimal that reads back as the stored float32, not its double expansion
+    assert "solver_mode          GPU" in out and "base_lr              0.001\n" in out
+    assert "0.00100000005" not in out
 
 
 def test_inspect_mean(upstream, capsys):

@@ -68,6 +68,7 @@ def test_explain_cells_on_fold_models(oracle, tmp_path, faces):
     assert (out / "panel.png").is_file()
     saved = json.loads((out / "explain.json").read_text())
     assert saved["images"] == [str(faces[0]), str(faces[1])] and len(saved["cells"]) == 2
+    assert saved["variant"] == "toolbox" and rec["variant"] == "toolbox" and all(rec["quirks"].values())
 
 
 def test_explain_cells_true_class_and_missing_inputs(oracle, tmp_path, faces):

@@ -55,7 +55,8 @@ def custom_args(d, folder, fold=0, *extra):
     model = "age_fromscratch_caffereference" if folder == "age" else "gender_net_definitions"
     return ["--deploy", str(d / "models" / model / "deploy.prototxt"),
             "--caffemodel", str(d / "models" / model / f"models_test_is_{fold}" / "weights.caffemodel"),
-            "--mean", str(d / "mean_image" / f"Test_fold_is_{fold}" / "mean.binaryproto"), "--no-progress", *extra]
+            "--mean", str(d / "mean_image" / f"Test_fold_is_{fold}" / "mean.binaryproto"), "--no-progress",
+            "--labels", folder, *extra]   # a --deploy net's classes are "class N" unless named
 
 
 def expected_by_png(expected, model, names):

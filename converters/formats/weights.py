@@ -12,6 +12,7 @@ For reading a full-size caffemodel's arrays use :func:`converters.formats.read_w
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -21,7 +22,7 @@ from google.protobuf.message import DecodeError
 
 from ..proto import caffe_pb2 as pb
 from .errors import CaffeFormatError
-from .fastweights import blob_array_from_bytes, describe_magic, encode_blob
+from .fastweights import shape_problem, blob_array_from_bytes, describe_magic, encode_blob
 from .prototxt import upgrade_net
 
 _LIST_LIMIT = 4096  # above this many values, blob <-> array goes through wire bytes
@@ -51,6 +52,21 @@ def _parse_binary(path, data: bytes, message, what: str):
     return message
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (/proc), else by the
+    set-and-restore idiom."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_writer(path):
     """Open a temporary file beside ``path`` for binary writing; rename it over ``path`` on success.
@@ -61,6 +77,9 @@ def atomic_writer(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; a file written in place would get 0666 & ~umask (0644 under
+        # umask 022), so shared output folders stay readable by others
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
             yield fh
         os.replace(tmp, path)
@@ -82,9 +101,17 @@ def parse_weights(data: bytes, path=None) -> pb.NetParameter:
     net = _parse_binary(path, data, pb.NetParameter(), "caffemodel")
     if not len(net.layer) and not len(net.layers):
         raise CaffeFormatError(path, "not a caffemodel: no layers found")
-    upgrade_net(net, path)
-    if not any(len(layer.blobs) for layer in net.layer):
-        raise CaffeFormatError(path, "not a caffemodel: no layer carries weights")
+    # A net without parameters (crop, slice, pooling only) is saved by Caffe with no blobs at all,
+    # and Caffe loads it: such a file is a valid caffemodel.
+    try:
+        upgrade_net(net, path)
+        bad = next((layer.name for layer in net.layer if not isinstance(layer.name, str)), None)
+    except UnicodeDecodeError as exc:
+        # protobuf declares names as UTF-8 strings; Caffe (C++ std::string) never checks
+        raise CaffeFormatError(path, f"a layer name or type is not UTF-8 text ({exc.reason} "
+                                     f"at byte {exc.start} of {bytes(exc.object[:40])!r})") from None
+    if bad is not None:
+        raise CaffeFormatError(path, f"layer name {bytes(bad)!r} is not UTF-8 text")
     return net
 
 
@@ -149,12 +176,15 @@ def blob_shape(blob: pb.BlobProto) -> tuple[int, ...]:
     if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
         return (blob.num, blob.channels, blob.height, blob.width)
     n = len(blob.data) or len(blob.double_data)
+    if not n and blob.HasField("raw_data"):
+        n = len(blob.raw_data) // {pb.DOUBLE: 8, pb.FLOAT: 4, pb.FLOAT16: 2}.get(blob.raw_data_type, 1)
     return (n,) if n else ()
 
 
 def blob_to_array(blob: pb.BlobProto, path=None, layer=None) -> np.ndarray:
-    """The blob's data as a float32 array of :func:`blob_shape` (double_data is cast)."""
-    if len(blob.data) + len(blob.double_data) > _LIST_LIMIT:
+    """The blob's data as a float32 array of :func:`blob_shape` (double_data is cast; NVIDIA Caffe's
+    ``raw_data`` of ``raw_data_type`` FLOAT16 / FLOAT / DOUBLE is decoded and cast)."""
+    if blob.HasField("raw_data") or len(blob.data) + len(blob.double_data) > _LIST_LIMIT:
         # Iterating a protobuf repeated field costs ~0.2 s per million values; decoding the
         # serialized packed bytes is memcpy speed.
         return blob_array_from_bytes(blob.SerializeToString(), path, layer)
@@ -163,7 +193,10 @@ def blob_to_array(blob: pb.BlobProto, path=None, layer=None) -> np.ndarray:
         arr = np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
     else:
         arr = np.asarray(blob.data, dtype=np.float32)
-    count = int(np.prod(shape)) if shape else 1
+    problem = shape_problem(shape)
+    if problem:
+        raise CaffeFormatError(path, problem, layer=layer)
+    count = math.prod(shape)
     if arr.size != count:
         raise CaffeFormatError(path, f"blob of shape {shape} holds {arr.size} values, expected {count}",
                                layer=layer)
@@ -187,7 +220,7 @@ def array_to_blob(arr, legacy: bool = False, out: pb.BlobProto | None = None) ->
 # ------------------------------------------------------------------ mean.binaryproto
 def read_blob(path) -> pb.BlobProto:
     blob = _parse_binary(path, _read_binary(path), pb.BlobProto(), "binaryproto blob")
-    if not len(blob.data) and not len(blob.double_data):
+    if not len(blob.data) and not len(blob.double_data) and not blob.HasField("raw_data"):
         raise CaffeFormatError(path, "not a binaryproto blob: no data values")
     return blob
 

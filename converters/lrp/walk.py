@@ -14,7 +14,12 @@ What it owns:
   layer depends on are run.
 * The explicit backward walk: the start layer's output is zeroed except the explained class, which
   keeps its score; then each layer, in reverse order, hands its tops' relevance to its rule, and the
-  bottoms' relevances are summed over all their consumers (Caffe's implicit Split).
+  bottoms' relevances are summed over all their consumers (Caffe's implicit Split).  With the quirk
+  ``aux_head_injection`` the Softmax layers below the start layer (GoogLeNet's auxiliary heads) are
+  walked too and inject their probabilities, as the toolbox's ``Backward_Relevance`` does.
+
+The plan (:func:`make_plan`: :class:`Step` per Caffe layer with blob version ids) is self-contained
+data, so another execution plan can replace it without touching the rules.
 
 Knows nothing of Adience or any particular net.
 """
@@ -27,13 +32,26 @@ import torch
 
 from ..layers import is_input_type
 from .composite import Composite, paper_composite
-from .rules import LRPError
+from .rules import LRPError, Pass
 
 
 # ---------------------------------------------------------------------------- numbering
-def caffe_layer_indices(net_param) -> list[int | None]:
-    """Per layer of ``net_param`` (in order): its index in the toolbox's Caffe net, None for inputs."""
+def caffe_layer_indices(net_param, numbering_2015: bool = True) -> list[int | None]:
+    """Per layer of ``net_param`` (in order): its index in the toolbox's Caffe net, None for inputs.
+
+    ``numbering_2015=False`` (the corrected variant): the position among the prototxt's non-input
+    layers, no automatic Split layers counted."""
     layers = list(net_param.layer)
+    if not numbering_2015:
+        out_plain: list[int | None] = []
+        k = 0
+        for layer in layers:
+            if is_input_type(layer.type):
+                out_plain.append(None)
+            else:
+                out_plain.append(k)
+                k += 1
+        return out_plain
     producer: dict[str, tuple] = {}
     consumers: dict[tuple, int] = defaultdict(int)
     for pos, layer in enumerate(layers):
@@ -101,10 +119,15 @@ def _start_position(layers, start_layer) -> int:
                    "give start_layer")
 
 
-def make_plan(model, start_layer: str | None = None) -> Plan:
+def make_plan(model, start_layer: str | None = None, numbering_2015: bool = True,
+              visit_below: tuple[str, ...] = ()) -> Plan:
+    """The layers to run forward and walk back: those the start layer depends on, plus the layers of
+    a type in ``visit_below`` that sit below the start layer (and what they depend on) -- the
+    toolbox visits every layer below its start layer, which matters only for layers that create
+    relevance of their own (Softmax, quirk ``aux_head_injection``)."""
     layers = list(model.net_param.layer)
     modules = list(model.caffe_layers.values())
-    indices = caffe_layer_indices(model.net_param)
+    indices = caffe_layer_indices(model.net_param, numbering_2015)
     start_pos = _start_position(layers, start_layer)
     if is_input_type(layers[start_pos].type):
         raise LRPError(f"start layer {layers[start_pos].name!r} is an input")
@@ -135,7 +158,7 @@ def make_plan(model, start_layer: str | None = None) -> Plan:
     needed = set(start.tops)
     kept = []
     for step in reversed(steps):
-        if needed.intersection(step.tops):
+        if needed.intersection(step.tops) or (step is not start and step.type in visit_below):
             kept.append(step)
             needed.update(step.bottoms)
     kept.reverse()
@@ -216,7 +239,9 @@ def explain(model, x, target_class="predicted", composite: Composite | None = No
     rounding, ~1e-7 relative); ``exact_forward=True`` runs every layer's own forward.
     """
     composite = composite or paper_composite()
-    plan = make_plan(model, start_layer)
+    quirks = composite.quirks
+    plan = make_plan(model, start_layer, quirks.numbering_2015,
+                     ("Softmax",) if quirks.aux_head_injection else ())
     feed = _feed(model, x)
     missing = [name for name in plan.inputs if name not in feed]
     if missing:
@@ -225,7 +250,7 @@ def explain(model, x, target_class="predicted", composite: Composite | None = No
     for name, vid in plan.inputs.items():
         values[vid] = feed[name]
     all_index = dict(zip((layer.name for layer in model.net_param.layer),
-                         caffe_layer_indices(model.net_param)))
+                         caffe_layer_indices(model.net_param, quirks.numbering_2015)))
 
     def index_of(layer_name: str) -> int:
         if layer_name not in all_index or all_index[layer_name] is None:
@@ -240,6 +265,8 @@ def explain(model, x, target_class="predicted", composite: Composite | None = No
             raise LRPError(f"layer '{step.name}' ({step.type}): composite {composite.name!r} has no rule for "
                            f"this layer type; add one (LayerMatch(types=('{step.type}',)), rule)")
         concrete = rule.for_layer(step.module) if hasattr(rule, "for_layer") else rule
+        if step is plan.start and getattr(concrete, "injects", False):
+            concrete = Pass()                     # the explained class's score, not the probabilities
         rules[step.pos] = concrete
 
     states: dict[int, object] = {}
@@ -277,9 +304,9 @@ def explain(model, x, target_class="predicted", composite: Composite | None = No
         blob_rel: dict[str, torch.Tensor] = {}
         for step in reversed(plan.steps):
             rs = [rel.pop(v, None) for v in step.tops]
-            if all(r is None for r in rs):
-                continue
             rule = rules[step.pos]
+            if all(r is None for r in rs) and not getattr(rule, "injects", False):
+                continue
             xs = [values[v] for v in step.bottoms]
             ys = [values[v] for v in step.tops]
             try:
@@ -328,6 +355,7 @@ def explain(model, x, target_class="predicted", composite: Composite | None = No
         "input": first, "input_shape": list(relevance.shape),
         "relevance_sums": sums,
         "leak": [s - r for s, r in zip(start_scores, sums)],
+        **quirks.describe(),
         "composite": composite.describe(),
         "layers": layer_log,
     }
