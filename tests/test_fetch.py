@@ -31,21 +31,13 @@ CUT_FILE = "gender_net_definitions/models_test_is_2/caffenet_train_iter_50000.ca
 PROB_TOL = 1e-4
 
 
-def _protocol_oracle() -> Path | None:
-    """The protocol oracle: $CAFFE_ORACLE_DIR, ../shared/caffe-oracle, else tests/data/caffe-oracle."""
-    for d in (os.environ.get("CAFFE_ORACLE_DIR"), REPO.parent / "shared" / "caffe-oracle",
-              REPO / "tests" / "data" / "caffe-oracle"):
-        if d and (Path(d) / "protocol" / "expected.json").is_file():
-            return Path(d) / "protocol"
-    return None
-
-
 @pytest.fixture(scope="module")
-def proto():
-    d = _protocol_oracle()
-    if d is None:
-        pytest.skip("protocol oracle not found ($CAFFE_ORACLE_DIR, ../shared/caffe-oracle, tests/data/caffe-oracle)")
-    return d
+def proto(oracle):
+    """The protocol oracle as tests/conftest.py resolves it (the mini set restored to the full layout);
+    these tests serve both cells' five folds, which only the full set has."""
+    from conftest import need
+    need(oracle, *(f"protocol/models/{m}/models_test_is_{k}/weights.caffemodel" for m in MODELS for k in range(5)))
+    return oracle / "protocol"
 
 
 def _final(folder):
