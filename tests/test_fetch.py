@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import need
 from reproduce import fetch, grid, run
 
 wsgidav_app = pytest.importorskip("wsgidav.wsgidav_app", reason="wsgidav (test extra) is not installed")
 wsgi = pytest.importorskip("cheroot.wsgi", reason="cheroot (test extra) is not installed")
 
+REPO = Path(__file__).resolve().parent.parent
 # oracle model folder -> the table cell it stands in for (both [i] models: plain lmdb/ and mean_image/)
 MODELS = {"age_fromscratch_caffereference": (2, "i", "C"), "gender_net_definitions": (3, "i", "A")}
 WRAPPER = "adience_models_v1"          # a top-level folder the share puts around everything
@@ -33,10 +33,10 @@ PROB_TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def proto(oracle):
-    """The protocol oracle (conftest: $CAFFE_ORACLE_DIR, ../shared/caffe-oracle, else the restored mini set).
-    The shares here need both oracle models with all five folds; the mini set holds one model's fold 0."""
-    need(oracle, *(f"protocol/models/{folder}/models_test_is_{k}/weights.caffemodel" for folder in MODELS
-                   for k in range(5)))
+    """The protocol oracle as tests/conftest.py resolves it (the mini set restored to the full layout);
+    these tests serve both cells' five folds, which only the full set has."""
+    from conftest import need
+    need(oracle, *(f"protocol/models/{m}/models_test_is_{k}/weights.caffemodel" for m in MODELS for k in range(5)))
     return oracle / "protocol"
 
 
