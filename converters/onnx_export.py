@@ -17,7 +17,8 @@ How Caffe's rules are written in the graph (so that any ONNX runtime computes wh
   whose definition is Caffe's (alpha divided by size, zero-padded channel window).
   WITHIN_CHANNEL (no ONNX operator): ``x * (1 + alpha * AveragePool_nxn(Pad(x^2)))^-beta``.
 * InnerProduct: flattening with ``-1`` for the batch, so the batch axis stays dynamic.
-Every other layer is exported as the converter built it.
+Every other layer is exported as the converter built it.  The layers run in the order and over the
+blobs of the net's :class:`~converters.graph.ExecutionPlan` (Caffe's in-place rule included).
 """
 from __future__ import annotations
 
@@ -139,17 +140,16 @@ class OnnxExportable(nn.Module):
         self.net = net
         self.input_names = list(net.input_names)
         self.output_names = list(outputs) if outputs else list(net.output_names)
-        layers = list(net.net_param.layer)
-        modules = list(net.caffe_layers.values())
         produced = set(self.input_names)
         steps = []
         self.export_layers = nn.ModuleList()
-        for layer, module in zip(layers, modules):
+        for step in net.plan.steps:
+            module = net.module_at(step.position)
             if isinstance(module, InputLayer):
                 continue
             self.export_layers.append(_export_layer(module, native_lrn))
-            steps.append((tuple(layer.bottom), tuple(layer.top)))
-            produced.update(layer.top)
+            steps.append((step.bottoms, step.tops))
+            produced.update(step.tops)
         missing = [o for o in self.output_names if o not in produced]
         if missing:
             raise ExportError(f"unknown output blob(s) {missing}; the net's blobs are {sorted(produced)}")

@@ -273,11 +273,16 @@ class Layer:
 
 
 class _Step:
-    __slots__ = ("index", "key", "name", "type", "bottoms", "tops", "module", "is_input")
+    """A plan step (:class:`converters.graph.Step`) with its module and module key attached."""
 
-    def __init__(self, index, key, layer, module):
-        self.index, self.key, self.name, self.type = index, key, layer.name, layer.type
-        self.bottoms, self.tops = tuple(layer.bottom), tuple(layer.top)
+    __slots__ = ("index", "key", "name", "unique_name", "type", "bottoms", "tops", "bottom_versions",
+                 "top_versions", "module", "is_input")
+
+    def __init__(self, step, key, module):
+        self.index, self.key, self.name, self.type = step.position, key, step.name, step.type
+        self.unique_name = step.unique_name
+        self.bottoms, self.tops = tuple(step.layer.bottom), step.tops
+        self.bottom_versions, self.top_versions = step.bottom_versions, step.top_versions
         self.module = module
         self.is_input = isinstance(module, InputLayer)
 
@@ -369,13 +374,8 @@ class Net:
         self._dirty: list = []
         self._trace: dict = {}
         self._warned_no_backward = False
-        keys = list(model.caffe_layers.keys())
-        modules = list(model.caffe_layers.values())
-        layers = list(model.net_param.layer)
-        if len(keys) != len(layers):
-            raise RuntimeError("converted net and its NetParameter disagree on the layer count")
-        self._steps = [_Step(i, k, lp, m) for i, (k, lp, m) in enumerate(zip(keys, layers, modules))]
-        self._key_index = {k: i for i, k in enumerate(keys)}
+        self._steps = [_Step(step, model._keys[step.position], model.module_at(step.position))
+                       for step in model.plan.steps]
 
         self.blobs: "OrderedDict[str, Blob]" = OrderedDict()
         for step in self._steps:
@@ -597,6 +597,9 @@ class Net:
             raise RuntimeError("backward() needs a forward() pass first")
         device = self._device()
         self._push_dirty()
+        # Over the plan's blob versions: a blob's diff is the gradient of the first version the
+        # range reads or writes (Caffe shares the diff memory along an in-place chain); the seeds
+        # are the versions the range writes and no later step of the range reads.
         first_seen: dict = {}
         pending: dict = {}
         for i in range(end, start + 1):
@@ -604,22 +607,21 @@ class Net:
                 continue
             step = self._steps[i]
             bottoms, tops = self._trace[i]
-            for name, t in zip(step.bottoms, bottoms):
+            for name, v, t in zip(step.bottoms, step.bottom_versions, bottoms):
                 first_seen.setdefault(name, t)
-                if pending.get(name) is t:
-                    del pending[name]
-            for name, t in zip(step.tops, tops):
+                pending.pop(v, None)
+            for name, v, t in zip(step.tops, step.top_versions, tops):
                 first_seen.setdefault(name, t)
-                pending[name] = t
+                pending[v] = (name, t)
         seeds, seed_grads = [], []
-        for name, t in pending.items():
+        for name, t in pending.values():
             if t.requires_grad and t.is_floating_point():
                 blob = self.blobs[name]
                 seeds.append(t)
                 seed_grads.append(blob._diff_synced().as_tensor(device).reshape(t.shape).to(t.dtype))
         if not seeds:
             return
-        in_range = {self._steps[i].key for i in range(end, start + 1)}
+        in_range = {self._steps[i].unique_name for i in range(end, start + 1)}
         params = [p for name, _, p, lr in self._param_specs
                   if name in in_range and p.requires_grad and (lr != 0 or self._force_backward)]
         blob_names = [n for n, t in first_seen.items() if t.requires_grad and t.is_floating_point()]

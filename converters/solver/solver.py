@@ -437,8 +437,8 @@ class Solver:
             import torch.distributed as dist
             with torch.no_grad():
                 for spec in self._specs:
-                    dist.broadcast(spec[2].data, src=0)
-        self.history = [[torch.zeros_like(spec[2].data) for spec in self._specs]
+                    dist.broadcast(spec.param.data, src=0)
+        self.history = [[torch.zeros_like(spec.param.data) for spec in self._specs]
                         for _ in range(self.rule.histories)]
 
         # ---- logging
@@ -696,7 +696,7 @@ class Solver:
             if self._stop_requested:
                 return row
         display = p.display and self.iter % p.display == 0
-        for param in (spec[2] for spec in self._specs):
+        for param in (spec.param for spec in self._specs):
             param.grad = None
         loss = _f32(0)
         blobs = None
@@ -726,7 +726,7 @@ class Solver:
             grads.append(param.grad)
         self._sync_gradients(grads)
         apply_update(params, grads, self.history, self.rule, rate, self.iter,
-                     [s[3] for s in self._specs], [s[4] for s in self._specs], p.weight_decay,
+                     [s.lr_mult for s in self._specs], [s.decay_mult for s in self._specs], p.weight_decay,
                      p.regularization_type, p.iter_size, p.clip_gradients)
         row.update({"loss": float(loss), "smoothed_loss": float(self.smoothed_loss), "lr": rate})
         self.losses.append(float(loss))
@@ -805,7 +805,7 @@ class Solver:
             if self._iter_start_state is not None:
                 self._apply_resume_state(self._iter_start_state)
             for spec in self._specs:
-                spec[2].grad = None
+                spec.param.grad = None
             if self.world_size <= 1:
                 self.snapshot()
             raise
