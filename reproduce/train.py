@@ -71,7 +71,7 @@ import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from typing import Callable  # noqa: E402
 
-from reproduce import grid, sources  # noqa: E402
+from reproduce import grid, options, sources  # noqa: E402
 from reproduce.cli import OptionGroup  # noqa: E402
 from reproduce.assets import VARIANT_SUFFIX, AssetError, AssetStore  # noqa: E402
 
@@ -740,15 +740,27 @@ def eval_argv(args, weights_root: Path, out: Path, folds) -> list[str]:
     return argv
 
 
-def run_train(args) -> int:
-    """``run.py --train``: train the selected cells and folds, then evaluate them (unless --no-eval)."""
-    from reproduce import run as runmod
+def eval_args(args, weights_root: Path, out: Path, folds) -> argparse.Namespace:
+    """The table mode's options for scoring what was trained: the training run's options with the
+    trained weights, the output folder, its folds and (with ``--iters``) that iteration, as
+    :func:`eval_argv` spells them on the command line."""
+    ns = argparse.Namespace(**vars(args))
+    ns.folds = ",".join(map(str, folds))
+    ns.weights, ns.out = str(weights_root), str(out)
+    ns.iter = args.iters if args.iters is not None else None
+    ns.train = ns.fetch_assets = ns.list = False
+    return ns
+
+
+def run_train(args, evaluate=None) -> int:
+    """``run.py --train``: train the selected cells and folds, then evaluate them with
+    ``evaluate(options)`` (run.py's table mode) unless --no-eval or no ``evaluate`` is given."""
     try:
         validate(args)
-        runmod.validate(args)
+        options.validate(args)
         cells = grid.select(args.table, args.row, args.col)
-        folds = runmod.parse_folds(args.folds)
-    except (TrainError, runmod.UsageError, grid.GridError) as exc:
+        folds = options.parse_folds(args.folds)
+    except (TrainError, options.UsageError, grid.GridError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     filled = [c for c in cells if not c.empty]
@@ -826,10 +838,10 @@ def run_train(args) -> int:
     if summary["deviations"]:
         print("DEVIATES from the paper: " + "; ".join(summary["deviations"]))
     print(f"Wrote {out / 'training.json'}")
-    if args.no_eval:
+    if args.no_eval or evaluate is None:
         print(f"Evaluate later with: {PROG} " + " ".join(eval_argv(args, weights_root, out, folds)))
         return 0
-    rc = runmod.main(eval_argv(args, weights_root, out, folds))
+    rc = evaluate(eval_args(args, weights_root, out, folds))
     if rc == 0 and (out / "results.json").is_file():
         data = json.loads((out / "results.json").read_text(encoding="utf-8"))
         data["training"] = {k: summary[k] for k in ("weights", "deviations", "flags", "notes", "solver_device")}
@@ -842,20 +854,8 @@ def _fmt_test(t: dict) -> str:
     return ", ".join(f"{k} {t[k]:.3f}" for k in keys[:2]) + f" (iter {t['iter']})" if keys else f"(iter {t['iter']})"
 
 
-def main(argv=None) -> int:
-    """``python -m reproduce.train ...``: run.py's parser with the training options, --train implied."""
-    from reproduce import run as runmod
-    parser = runmod.build_parser()
-    if "--train" not in parser._option_string_actions:
-        add_train_arguments(parser)
-    try:
-        args = parser.parse_args(argv)
-    except runmod.UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    args.train = True
-    return run_train(args)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m reproduce.train ...``: run.py with --train implied (an entry point: importing
+    # run.py here cannot form an import cycle, this module is then ``__main__``)
+    from reproduce import run
+    sys.exit(run.main(["--train", *sys.argv[1:]]))

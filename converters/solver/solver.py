@@ -56,12 +56,13 @@ import torch
 from ..formats import (array_to_blob, atomic_write_bytes, blob_shape, blob_to_array, read_net, read_solver,
                        read_weights)
 from ..formats.errors import CaffeFormatError
+from ..caffemodel import copy_trained_layers, save_caffemodel
 from ..layers import ConversionError
-from ..net import share_trained_layers
+from ..net import ParamSpec, share_trained_layers
 from ..formats.prototxt import filter_net, upgrade_net
 from ..proto import caffe_pb2 as pb
 from .data_layer import DATA_LAYER_TYPES, DataLayer
-from .fillers import fill, layer_fillers
+from ..fillers import fill, layer_fillers
 from .lr_policy import get_learning_rate
 from .updates import apply_update, make_rule
 
@@ -97,16 +98,6 @@ def _as_batch_source(data):
         return data
     it = iter(data)
     return lambda: next(it)
-
-
-def _legacy_equal(blob: pb.BlobProto, shape) -> bool:
-    """Caffe's Blob::ShapeEquals: new-style shapes exactly, legacy 4-D dims against LegacyShape."""
-    if blob.HasField("shape"):
-        return tuple(blob.shape.dim) == tuple(shape)
-    if len(shape) > 4:
-        return False
-    legacy = (1,) * (4 - len(shape)) + tuple(shape)
-    return (blob.num, blob.channels, blob.height, blob.width) == legacy
 
 
 def _resolve_device(device, world_size: int = 1, backend: str | None = None):
@@ -432,7 +423,7 @@ class Solver:
             for net in self.test_nets:
                 net.to(self.device)
                 self._share_params(net)
-        self._specs = list(self.net.param_specs())
+        self._specs = [ParamSpec(*spec) for spec in self.net.param_specs()]
         if self.world_size > 1:  # Caffe's NCCL::Broadcast of the root solver's parameters
             import torch.distributed as dist
             with torch.no_grad():
@@ -575,32 +566,12 @@ class Solver:
             fill(filler, param.data, gen)
 
     def copy_trained_layers(self, weights):
-        """Caffe's CopyTrainedLayersFrom: blobs copied by layer name (shapes must match)."""
+        """Caffe's CopyTrainedLayersFrom (:func:`converters.caffemodel.copy_trained_layers`: blobs
+        copied by layer name, counts and shapes must match)."""
         if isinstance(weights, pb.NetParameter):
-            source = weights
+            copy_trained_layers(self.net, weights, "<caffemodel>")
         else:
-            source = read_weights(weights)
-        mine = {}
-        for name, idx, param, _, _ in self.net.param_specs():
-            mine.setdefault(name, {})[idx] = param
-        layers = self._net_layers(self.net)
-        for layer in source.layer:
-            if layer.name not in layers:
-                log.debug("Ignoring source layer %s", layer.name)
-                continue
-            target = mine.get(layer.name, {})
-            n_target = len(target)
-            if len(layer.blobs) and len(layer.blobs) != n_target:
-                raise SolverError(f"incompatible number of blobs for layer {layer.name!r}: "
-                                  f"{len(layer.blobs)} in the caffemodel, {n_target} in the net")
-            for idx, blob in enumerate(layer.blobs):
-                param = target[idx]
-                if not _legacy_equal(blob, tuple(param.shape)):
-                    raise SolverError(f"cannot copy param {idx} weights from layer {layer.name!r}; shape mismatch. "
-                                      f"Source param shape is {blob_shape(blob)}; target param shape is "
-                                      f"{tuple(param.shape)}")
-                with torch.no_grad():
-                    param.copy_(torch.from_numpy(blob_to_array(blob).reshape(param.shape)))
+            copy_trained_layers(self.net, read_weights(weights), weights)
 
     # ------------------------------------------------------------------ learning rate
     def learning_rate(self, iteration: int | None = None) -> float:
@@ -879,31 +850,6 @@ class Solver:
             rng = np.frombuffer(base64.b64decode(state["cuda_rng"]), dtype=np.uint8).copy()
             torch.cuda.set_rng_state(torch.from_numpy(rng), self.device)
 
-    def _net_proto(self) -> pb.NetParameter:
-        """Caffe's Net::ToProto: every layer's parameters, learnable blobs with their shapes."""
-        out = pb.NetParameter()
-        out.CopyFrom(self.net.net_param)
-        blobs = {}
-        for name, idx, param, _, _ in self._specs:
-            blobs.setdefault(name, {})[idx] = param
-        owners = {}  # shared ParamSpec names -> tensor
-        for layer in out.layer:
-            layer.ClearField("blobs")
-            mine = blobs.get(layer.name, {})
-            for idx, spec in enumerate(layer.param):
-                if spec.name and idx in mine:
-                    owners.setdefault(spec.name, mine[idx])
-            n = max(mine) + 1 if mine else 0
-            for idx, spec in enumerate(layer.param):
-                if spec.name and idx not in mine and spec.name in owners:
-                    mine = dict(mine)
-                    mine[idx] = owners[spec.name]
-                    n = max(n, idx + 1)
-            for idx in range(n):
-                if idx in mine:
-                    layer.blobs.append(array_to_blob(mine[idx].detach().cpu().numpy()))
-        return out
-
     def snapshot(self) -> tuple[str, str]:
         """Write ``{prefix}_iter_{iter}.caffemodel`` and ``.solverstate`` (+ resume sidecar), atomically.
 
@@ -922,7 +868,7 @@ class Solver:
                 dist.barrier()
                 return model_file, state_file
         self._say(f"Snapshotting to binary proto file {model_file}")
-        atomic_write_bytes(model_file, self._net_proto().SerializeToString())
+        save_caffemodel(self.net, model_file)
         state = pb.SolverState(iter=self.iter, current_step=self.current_step)
         prefix_param = self.param.snapshot_prefix
         # Caffe stores the model file name as it built it (relative to its working directory).

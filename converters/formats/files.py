@@ -1,0 +1,50 @@
+"""Files on disk for the format readers and writers: reading a whole binary file with one clear
+error per failure, and atomic writes (a temporary file beside the target, renamed over it).
+
+What it owns: nothing Caffe-specific; every writer of the package (caffemodels, means, LMDB
+side files, solver states) goes through :func:`atomic_writer`.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import CaffeFormatError
+
+
+def read_binary(path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CaffeFormatError(path, "file not found") from None
+    except IsADirectoryError:
+        raise CaffeFormatError(path, "is a directory, expected a binary protobuf file") from None
+    except OSError as exc:
+        raise CaffeFormatError(path, f"cannot read: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def atomic_writer(path):
+    """Open a temporary file beside ``path`` for binary writing; rename it over ``path`` on success.
+
+    On any error the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    with atomic_writer(path) as fh:
+        fh.write(data)
