@@ -118,11 +118,7 @@ class Classifier:
             for net in self.nets:
                 xi = x - net.mean if net.mean is not None else x
                 layout = torch.channels_last if self.channels_last else torch.contiguous_format
-                crops = protocol.oversample(xi, net.input_size, layout)  # (B, 10, C, S, S)
-                b = crops.shape[0]
-                flat = crops.reshape(b * protocol.N_CROPS, *crops.shape[2:])
-                out = protocol.output_of(net.model, flat, net.output_blob)
-                out = out.reshape(b, protocol.N_CROPS, -1).float().cpu().numpy()
+                out = protocol.crop_outputs(net.model, xi, net.input_size, net.output_blob, layout)
                 if out.shape[2] != self.n_classes:
                     raise PredictError(f"{net.deploy}: output blob {net.output_blob!r} has {out.shape[2]} classes, "
                                        f"{self.n_classes} labels")

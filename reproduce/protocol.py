@@ -194,6 +194,17 @@ def output_of(model, x: torch.Tensor, blob: str) -> torch.Tensor:
     return out.reshape(out.shape[0], -1)
 
 
+def crop_outputs(model, images: torch.Tensor, input_size: int, output_blob: str,
+                 memory_format=torch.contiguous_format) -> np.ndarray:
+    """The 10-crop scoring step: float (B, C, H, W) images (mean already subtracted) -> the
+    ``output_blob`` rows of their ``caffe.io.oversample`` crops as float32 (B, 10, K), one forward
+    pass of B x 10 crops.  :func:`evaluate` and ``run.py --predict`` both score through it."""
+    crops = oversample(images, input_size, memory_format)  # (B, 10, C, S, S)
+    b = crops.shape[0]
+    out = output_of(model, crops.reshape(b * N_CROPS, *crops.shape[2:]), output_blob)
+    return out.reshape(b, N_CROPS, -1).detach().float().cpu().numpy()
+
+
 def _all_blobs(model, x):
     names = list(getattr(model, "input_names", None) or ["data"])
     return model.forward_blobs({names[0]: x})
@@ -250,10 +261,8 @@ def evaluate(model, samples: Iterable, mean, input_size: int, output_blob: str, 
             # mean subtraction on the full image in float32 (equal to upstream's float64 difference
             # of a uint8 and a float32 value rounded to the float32 net input)
             x = torch.from_numpy(imgs).to(device).to(torch.float32) - mean_t
-            crops = oversample(x, input_size, layout)  # (B, 10, C, S, S)
-            b = crops.shape[0]
-            out = output_of(model, crops.reshape(b * N_CROPS, *crops.shape[2:]), output_blob)
-            out = out.reshape(b, N_CROPS, -1).float().cpu().numpy()
+            out = crop_outputs(model, x, input_size, output_blob, layout)
+            b = out.shape[0]
             seconds += time.perf_counter() - t0
             probs.append(out)
             keys.extend(s[0] for s in chunk)
