@@ -438,19 +438,17 @@ def list_images(inputs, exclude=None) -> list[Path]:
 
 def read_image(path) -> np.ndarray:
     """The photo as OpenCV reads it in colour: (H, W, 3) uint8 BGR (as convert_imageset)."""
-    import cv2
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
+    from converters.formats.images import read_image as imread
+    img = imread(path)
+    if img is None:
         raise PredictError(f"{path}: cannot be read as an image")
     return img
 
 
 def to_net_input(img: np.ndarray, size) -> np.ndarray:
     """(H, W, 3) BGR uint8 -> (3, h, w) uint8 squashed to ``size`` = (h, w) with INTER_LINEAR."""
-    import cv2
-    h, w = size
-    if img.shape[:2] != (h, w):
-        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    from converters.formats.images import squash
+    img = squash(img, *size)
     return np.ascontiguousarray(img.transpose(2, 0, 1))
 
 
