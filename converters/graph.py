@@ -200,15 +200,16 @@ class ExecutionPlan:
             index += 1 + splits(step)
         return out
 
-    def ancestors(self, position: int) -> list[Step]:
+    def ancestors(self, position: int, also_types: tuple[str, ...] = ()) -> list[Step]:
         """The non-input steps up to ``position`` that the step at ``position`` depends on (itself
-        included), in order."""
+        included), in order; steps of a type in ``also_types`` below it are kept too, with what they
+        depend on (the LRP toolbox visits e.g. every Softmax below its start layer)."""
         needed = set(self.steps[position].top_versions)
         kept = []
         for step in reversed(self.steps[:position + 1]):
             if step.is_input:
                 continue
-            if needed.intersection(step.top_versions):
+            if needed.intersection(step.top_versions) or (step.position != position and step.type in also_types):
                 kept.append(step)
                 needed.update(step.bottom_versions)
         kept.reverse()
