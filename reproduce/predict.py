@@ -892,7 +892,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m reproduce.predict", description=__doc__.split("\n\n")[0],
+    p = _Parser(prog="python -m reproduce.predict", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER", help="photos or folders (also --predict)")
     add_predict_arguments(p)

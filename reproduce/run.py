@@ -41,7 +41,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
+    # allow_abbrev=False: "--demo-iter 5" must be an error, not silently "--demo-iters 5"
+    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sel = p.add_argument_group("what to evaluate")
     sel.add_argument("--table", type=int, help="2 (age), 3 (gender), 4/5 (test-set swapping)")
@@ -367,7 +368,26 @@ def run_explain(args) -> int:
     return 0
 
 
+OVERVIEW = f"""usage: {PROG} MODE [options]   (--help lists every option)
+
+modes:
+  table    --table T [--row R] [--col C] --lmdb DIR | --adience DIR   score the paper's models (Tables 2-5)
+  list     --list                                    print every cell of Tables 2-5
+  fetch    --fetch-assets                            fetch the upstream prototxts, folds and mean images
+  demo     --demo                                    the whole pipeline offline on SYNTHETIC data
+  predict  --predict IMAGES...                       age/gender of photos with a cell's models
+  explain  --explain --images IMAGES...              LRP heatmaps of a cell's fold models
+  train    --train --table T --row R --col C ...     the paper's training runs, then their evaluation
+  study    --study NAME                              the follow-up studies (mtl2022, fusion2022)"""
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if not list(argv):
+        # no mode chosen: a short overview instead of an error about --table (exit 2: nothing was done)
+        print(OVERVIEW)
+        return 2
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
