@@ -385,8 +385,11 @@ def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if not list(argv):
-        # no mode chosen: a short overview instead of an error about --table (exit 2: nothing was done)
+        # no mode chosen: the overview of the modes on stdout, and the usual one-line error (exit 2:
+        # nothing was done)
         print(OVERVIEW)
+        print(f"{PROG}: error: one of --table, --list or --fetch-assets (or another mode above) is required",
+              file=sys.stderr)
         return 2
     parser = build_parser()
     try:

@@ -9,10 +9,11 @@ MODES = ("table", "list", "fetch", "demo", "predict", "explain", "train", "study
 
 def test_no_arguments_print_an_overview_naming_every_mode(capsys):
     assert run.main([]) == 2
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     for mode in MODES:
-        assert f"\n  {mode} " in out, mode
-    assert "--help" in out
+        assert f"\n  {mode} " in captured.out, mode
+    assert "--help" in captured.out
+    assert captured.err.startswith("run.py: error: one of --table") and len(captured.err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("argv", [["--demo", "--demo-iter", "5"], ["--tab", "2", "--list"]])
