@@ -39,8 +39,6 @@ default KeyboardInterrupt stops the worker; torchrun stops the others) and write
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import json
 import logging
 import os
@@ -68,15 +66,16 @@ from .updates import apply_update, make_rule
 
 log = logging.getLogger("converters.solver")
 
+# the solver's helpers, one module per job (names kept importable from here)
+from .distributed import _init_distributed, _resolve_device  # noqa: E402,F401
+from .errors import SolverError  # noqa: E402,F401
+from .feeds import _as_batch_source, _NetFeed, _PeekedSource, _to_tensor  # noqa: E402,F401
+from .training_log import TrainingLog  # noqa: E402,F401
+
 SIDECAR_FORMAT = "converters.solver resume state"
 _f32 = np.float32
 
 
-class SolverError(ValueError):
-    """A solver or net setting that cannot be run (message names the file / field)."""
-
-
-# ---------------------------------------------------------------------------- helpers
 def _merged_state(phase: int, net: pb.NetParameter, extra: pb.NetState | None) -> pb.NetState:
     """Caffe: ``NetState(phase)`` merged with the net's ``state`` and the solver's train/test state."""
     state = pb.NetState(phase=phase)
@@ -90,216 +89,6 @@ def _phase_name(phase: int) -> str:
     return "train" if phase == pb.TRAIN else "test"
 
 
-def _as_batch_source(data):
-    """A zero-argument callable returning the next input dict, from a callable or an iterable."""
-    if data is None:
-        return None
-    if callable(data) and not hasattr(data, "__next__"):
-        return data
-    it = iter(data)
-    return lambda: next(it)
-
-
-def _resolve_device(device, world_size: int = 1, backend: str | None = None):
-    """``None`` (no moves, the default) or a ``torch.device``; ``cuda`` gets the local rank under torchrun."""
-    if device is None:
-        if backend == "nccl":
-            device = "cuda"
-        else:
-            return None
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None and world_size > 1:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return dev
-
-
-def _init_distributed(distributed, device) -> tuple[int, int, str | None]:
-    """``(rank, world_size, backend)``: torch.distributed's when initialised (or initialised here)."""
-    if distributed is False:
-        return 0, 1, None
-    import torch.distributed as dist
-    if not dist.is_available():
-        if distributed:
-            raise SolverError("distributed=True but this torch build has no torch.distributed")
-        return 0, 1, None
-    if not dist.is_initialized():
-        if not distributed:
-            return 0, 1, None
-        missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
-        if missing:
-            raise SolverError(f"distributed=True needs torchrun's environment ({', '.join(missing)} not set)")
-        cuda = device is not None and torch.device(device).type == "cuda"
-        if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return dist.get_rank(), dist.get_world_size(), dist.get_backend()
-
-
-def _to_tensor(value):
-    if isinstance(value, torch.Tensor):
-        return value
-    return torch.as_tensor(np.asarray(value))
-
-
-class _PeekedSource:
-    """Wraps a batch source so the first batch can be looked at (for input shapes) and reused."""
-
-    def __init__(self, source):
-        self.source = source
-        self.first = None
-
-    def peek(self):
-        if self.first is None:
-            self.first = self.source()
-        return self.first
-
-    def __call__(self):
-        if self.first is not None:
-            batch, self.first = self.first, None
-            return batch
-        return self.source()
-
-
-class _NetFeed:
-    """Inputs of one net: Caffe Data layers (LMDB) or a user batch source."""
-
-    def __init__(self, data_layers: list[DataLayer], source=None, dtype=torch.float32, channels_last=False,
-                 device=None):
-        self.data_layers = data_layers
-        self.source = source
-        self.dtype = dtype
-        self.channels_last = channels_last
-        self.device = device
-
-    def __call__(self) -> dict:
-        inputs = {}
-        for layer in self.data_layers:
-            inputs.update(layer.next_batch())
-        if self.source is not None:
-            inputs.update({k: _to_tensor(v) for k, v in self.source().items()})
-        if self.dtype != torch.float32:
-            inputs = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in inputs.items()}
-        if self.device is not None:
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        if self.channels_last:
-            inputs = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
-                      for k, v in inputs.items()}
-        return inputs
-
-    def state_dict(self):
-        return [layer.state_dict() for layer in self.data_layers]
-
-    def load_state_dict(self, states):
-        if len(states) != len(self.data_layers):
-            raise SolverError(f"resume state has {len(states)} data layers, the net has {len(self.data_layers)}")
-        for layer, st in zip(self.data_layers, states):
-            layer.load_state_dict(st)
-
-    def close(self):
-        for layer in self.data_layers:
-            layer.close()
-
-
-# ---------------------------------------------------------------------------- training log
-class TrainingLog:
-    """Per-iteration CSV log (written incrementally) and a training-curve PNG."""
-
-    def __init__(self, csv_path, test_columns: list[str]):
-        self.csv_path = Path(csv_path) if csv_path else None
-        self.columns = ["iter", "loss", "smoothed_loss", "lr"] + test_columns
-        self.rows: list[dict] = []
-        self._on_disk: list[dict] = []     # rows of an earlier run, kept for truncate() after a restore
-        if self.csv_path is not None:
-            self.csv_path.parent.mkdir(parents=True, exist_ok=True)
-            if self.csv_path.exists():
-                with open(self.csv_path, newline="") as fh:
-                    reader = csv.DictReader(fh)
-                    if reader.fieldnames == self.columns:
-                        self._on_disk = [r for r in reader if r["iter"]]
-            self._rewrite()
-
-    def _rewrite(self):
-        tmp = self.csv_path.with_name(self.csv_path.name + ".tmp")
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.columns)
-            writer.writeheader()
-            for row in self.rows:
-                writer.writerow(row)
-        os.replace(tmp, self.csv_path)
-
-    def truncate(self, iteration: int):
-        """Forget rows at or after ``iteration`` (a restored run redoes them); keeps older rows on disk."""
-        if not self.rows:
-            self.rows = self._on_disk
-        self.rows = [r for r in self.rows if int(r["iter"]) < iteration]
-        if self.csv_path is not None:
-            self._rewrite()
-
-    def add(self, row: dict):
-        row = {k: ("" if row.get(k) is None else row[k]) for k in self.columns}
-        self.rows.append(row)
-        if self.csv_path is not None:
-            new = not self.csv_path.exists()
-            with open(self.csv_path, "a", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=self.columns)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
-
-    def plot(self, path, title: str = ""):
-        """Training loss and test accuracy vs iteration (the paper's Figure 1 style), atomically."""
-        import matplotlib
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        def series(col):
-            xs, ys = [], []
-            for r in self.rows:
-                if r.get(col) not in ("", None):
-                    xs.append(int(r["iter"]))
-                    ys.append(float(r[col]))
-            return xs, ys
-
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        x, y = series("loss")
-        ax.plot(x, y, color="tab:blue", lw=0.8, alpha=0.5, label="training loss")
-        xs, ys = series("smoothed_loss")
-        smoothing = any(r.get("loss") not in ("", None) and r.get("smoothed_loss") not in ("", None)
-                        and float(r["loss"]) != float(r["smoothed_loss"]) for r in self.rows)
-        if xs and smoothing:
-            ax.plot(xs, ys, color="tab:blue", lw=1.5, label="training loss (smoothed)")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("loss")
-        acc_cols = [c for c in self.columns if c.startswith("test") and "accuracy" in c]
-        loss_cols = [c for c in self.columns if c.startswith("test") and "accuracy" not in c]
-        for col in loss_cols:
-            xs, ys = series(col)
-            if xs:
-                ax.plot(xs, ys, "s--", color="tab:orange", ms=3, lw=1, label=col)
-        handles, labels = ax.get_legend_handles_labels()
-        if acc_cols:
-            ax2 = ax.twinx()
-            for i, col in enumerate(acc_cols):
-                xs, ys = series(col)
-                if xs:
-                    ax2.plot(xs, ys, "o-", ms=3, lw=1.2, color=["tab:red", "tab:green", "tab:purple"][i % 3],
-                             label=col)
-            ax2.set_ylabel("test accuracy")
-            h2, l2 = ax2.get_legend_handles_labels()
-            handles, labels = handles + h2, labels + l2
-        if handles:
-            ax.legend(handles, labels, loc="best", fontsize=8)
-        if title:
-            ax.set_title(title)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        atomic_write_bytes(path, buf.getvalue())
-
-
-# ---------------------------------------------------------------------------- the solver
 class Solver:
     """Caffe-exact training of a net described by a solver prototxt.
 
