@@ -15,13 +15,14 @@ setup(
         "protobuf>=4.21,<8",
         "torch>=2.1",
         "lmdb>=1.4",
-        "opencv-python-headless>=4.5,<5",
+        "opencv-python-headless>=4.5",   # cv2.dnn's Caffe importer (OpenCV 4 only) is needed by `verify` and the parity tests alone
         "tqdm>=4.60",
         "matplotlib>=3.6",
     ],
     extras_require={
         "onnx": ["onnx>=1.14", "onnxruntime>=1.16", "onnxscript>=0.1"],
-        "test": ["pytest>=7", "pyyaml>=6", "grpcio-tools>=1.50", "onnx>=1.14", "onnxruntime>=1.16", "onnxscript>=0.1"],
+        "test": ["pytest>=7", "pyyaml>=6", "grpcio-tools>=1.50", "onnx>=1.14", "onnxruntime>=1.16", "onnxscript>=0.1",
+                 "wsgidav>=4", "cheroot>=8"],
     },
     entry_points={"console_scripts": ["caffe-convert=converters.__main__:main"]},
 )

@@ -100,6 +100,8 @@ elif kind in ("protobuf", "protobuf+numpy"):
     from converters.formats import read_weights, blob_to_array
 elif kind == "opencv":
     import cv2
+    if not hasattr(cv2.dnn, "readNetFromCaffe"):
+        raise SystemExit(f"OpenCV {{cv2.__version__}} has no Caffe importer (OpenCV 4.x only)")
 base = rss_kb()
 t = time.perf_counter()
 if kind == "ours":

@@ -106,10 +106,10 @@ def synthetic_batches(seed=0):
     return lambda: {"data": x, "label": y}
 
 
-def ours_step(net_param, channels_last=True):
-    """One training iteration of our Solver (a zero-argument callable)."""
+def ours_step(net_param, channels_last=True, device=None):
+    """One training iteration of our Solver (a zero-argument callable); ``device`` as Solver's."""
     solver = Solver(solver_param(net_param), train_data=synthetic_batches(), progress=False, verbose=False,
-                    log_csv=False, plot=False, channels_last=channels_last)
+                    log_csv=False, plot=False, channels_last=channels_last, device=device)
     return lambda: solver.step(1)
 
 
@@ -141,17 +141,17 @@ class PlainAdienceNet(nn.Module):
         return self.fc8(x)
 
 
-def plain_step():
+def plain_step(device="cpu"):
     """One plain PyTorch SGD step of the same architecture (a zero-argument callable)."""
     torch.manual_seed(1)
-    model = PlainAdienceNet().train()
+    model = PlainAdienceNet().train().to(device)
     groups = []
     for name, p in model.named_parameters():
         mult = (10 if name.startswith("fc8") else 1) * (2 if name.endswith("bias") else 1)
         groups.append({"params": [p], "lr": 0.001 * mult, "weight_decay": 0.0 if name.endswith("bias") else 0.0005})
     opt = torch.optim.SGD(groups, lr=0.001, momentum=0.9)
     batch = synthetic_batches()()
-    x, y = batch["data"], batch["label"].long()
+    x, y = batch["data"].to(device), batch["label"].long().to(device)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -164,6 +164,8 @@ def plain_step():
 def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
@@ -176,8 +178,16 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-plain", action="store_true")
     ap.add_argument("--nchw", action="store_true",
                     help="also time Solver(channels_last=False) (torch's default layout)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="run both training steps on this device (cuda: TF32 off, as Caffe's float32)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = None if args.device == "cpu" else args.device
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            print("benchmarks/train.py: --device cuda skipped: CUDA is not available to PyTorch")
+            return 0
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
 
     if args.prototxt.is_file():
         net = read_net(args.prototxt)
@@ -186,15 +196,15 @@ def main(argv=None) -> int:
         net = parse_net(adiencenet_text())
         source = "built-in AdienceNet definition (upstream prototxt not found)"
     print(f"net: {source}")
-    print(f"batch {BATCH}x3x227x227, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+    print(f"batch {BATCH}x3x227x227, device {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"{args.warmup} warm-up + {args.iters} timed iterations")
 
     # Interleaved (ours, plain, ours, plain, ...) so that both see the same machine load.
-    steps = {"ours": ours_step(net)}
+    steps = {"ours": ours_step(net, device=device)}
     if args.nchw:
-        steps["ours_nchw"] = ours_step(net, channels_last=False)
+        steps["ours_nchw"] = ours_step(net, channels_last=False, device=device)
     if not args.skip_plain:
-        steps["plain"] = plain_step()
+        steps["plain"] = plain_step(args.device)
     for _ in range(args.warmup):
         for fn in steps.values():
             fn()
@@ -209,7 +219,7 @@ def main(argv=None) -> int:
         return f"| {label:<40} | {s:8.3f} | {1 / s:6.3f} | {CAFFE_S_PER_ITER / s:7.2f}x |" + extra
 
     print()
-    print(f"| {'training step (AdienceNet, batch 50, CPU)':<40} | s/iter   | it/s   | vs Caffe | best s   |")
+    print(f"| {'training step (AdienceNet, batch 50)':<40} | s/iter   | it/s   | vs Caffe | best s   |")
     print(f"|{'-' * 42}|----------|--------|----------|----------|")
     print(row("real Caffe 1.0 (reference)", CAFFE_S_PER_ITER))
     print(row("plain PyTorch (reference)", TORCH_REF_S_PER_ITER))

@@ -1,4 +1,5 @@
-"""``python -m converters <command> ...``: the command-line entry point.
+"""``python -m converters <command> ...`` (installed as ``caffe-convert <command> ...``): the
+command-line entry point.
 
 What it owns: discovering the command modules in ``converters/cli/`` (see its ``__init__`` for
 the module contract), building the argparse parser, and turning user errors into one line on
@@ -17,7 +18,14 @@ import pkgutil
 import sys
 from types import ModuleType
 
+SCRIPT = "caffe-convert"          # the console script of setup.py
 PROG = "python -m converters"
+
+
+def prog_name() -> str:
+    """The name the user typed: ``caffe-convert`` when run as the console script, else
+    ``python -m converters`` (usage lines and error lines carry it)."""
+    return SCRIPT if os.path.basename(sys.argv[0] or "").startswith(SCRIPT) else PROG
 _REQUIRED = ("NAME", "HELP", "add_arguments", "run")
 
 
@@ -32,7 +40,7 @@ class _Unavailable:
         parser.add_argument("rest", nargs=argparse.REMAINDER)
 
     def run(self, args) -> int:
-        print(f"{PROG} {self.NAME}: command unavailable: {type(self.exc).__name__}: {self.exc}",
+        print(f"{prog_name()} {self.NAME}: command unavailable: {type(self.exc).__name__}: {self.exc}",
               file=sys.stderr)
         return 1
 
@@ -70,7 +78,7 @@ def discover(only: str | None = None) -> dict[str, ModuleType]:
 
 def build_parser(commands: dict) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Caffe artefacts -> PyTorch with Caffe's exact numerics.")
+        prog=prog_name(), description="Caffe artefacts -> PyTorch with Caffe's exact numerics.")
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks for input errors (also CONVERTERS_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -111,7 +119,7 @@ def main(argv=None) -> int:
     try:
         return int(args._module.run(args) or 0)
     except KeyboardInterrupt:
-        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog_name()} {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # output piped into e.g. `head`: not an error
@@ -123,7 +131,7 @@ def main(argv=None) -> int:
     except Exception as exc:
         if debug or not _user_error(exc):
             raise
-        print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prog_name()} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 

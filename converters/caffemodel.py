@@ -16,6 +16,7 @@ import torch
 from .formats import CaffeFormatError, atomic_writer
 from .formats.fastweights import blob_chunks, field_header, read_weight_layers
 from .formats.prototxt import upgrade_net
+from .outputs import check_output_file
 from .proto import caffe_pb2 as pb
 
 _LEGACY = ("num", "channels", "height", "width")
@@ -66,6 +67,9 @@ def _dims_match(legacy, dims: tuple, shape: tuple) -> bool:
 
 
 def _blob_values(blob: pb.BlobProto) -> np.ndarray:
+    if blob.HasField("raw_data"):              # NVIDIA Caffe FP16 (or FP32/FP64) raw bytes
+        from .formats import blob_to_array
+        return blob_to_array(blob).reshape(-1)
     if len(blob.double_data):
         return np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
     return np.asarray(blob.data, dtype=np.float32)
@@ -170,5 +174,6 @@ def caffemodel_bytes(model) -> bytes:
 def save_caffemodel(model, path) -> None:
     """Write the net's weights as a caffemodel (layer names and parameters, blobs with
     ``shape``), atomically; ``load_caffe`` reads it back identically."""
+    check_output_file(path)
     with atomic_writer(path) as fh:
         write_caffemodel(model, fh)

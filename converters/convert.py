@@ -7,6 +7,7 @@ caffemodel weights is :mod:`converters.caffemodel`'s (re-exported here).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -18,7 +19,9 @@ from .caffemodel import (caffemodel_bytes, copy_trained_layers, save_caffemodel,
 from .fillers import fill
 from .formats import CaffeFormatError, filter_net, read_net
 from .formats.prototxt import upgrade_net
+from .layers import ConversionError
 from .net import CaffeNet, phase_name
+from .outputs import check_output_file
 from .proto import caffe_pb2 as pb
 
 FORMAT = "converters.CaffeNet/1"
@@ -36,8 +39,28 @@ def _filtered(net: pb.NetParameter, phase, level, stages) -> pb.NetParameter:
     return filter_net(net, phase_name(phase), level, tuple(stages))
 
 
+@contextlib.contextmanager
+def _naming_file(prototxt):
+    """Net-level errors (a layer's ConversionError) name the prototxt they come from.
+
+    The layers only know their own name; the entry points that were given a path prefix it, so
+    the one line a user sees says which file and which layer (the exception keeps its type).
+    """
+    try:
+        yield
+    except ConversionError as exc:
+        if isinstance(prototxt, (str, os.PathLike)):
+            path = os.fspath(prototxt)
+            text = str(exc)
+            if not text.startswith(path):
+                exc.args = (f"{path}: {text}",)
+                exc.path = path
+        raise
+
+
 def load_caffe(prototxt, caffemodel=None, phase="test", level: int = 0, stages=(),
-               input_shapes: dict | None = None, channels_last: bool | None = None) -> CaffeNet:
+               input_shapes: dict | None = None, channels_last: bool | None = None,
+               semantics: str = "fork") -> CaffeNet:
     """A Caffe net as a ``CaffeNet`` (an ``nn.Module``), weights copied by layer name.
 
     ``prototxt``/``caffemodel``: paths or ``NetParameter``s (V1 or new syntax).  ``phase``,
@@ -47,9 +70,14 @@ def load_caffe(prototxt, caffemodel=None, phase="test", level: int = 0, stages=(
     does not provide keep their Caffe filler values and are listed in ``model.missing_weights``.
     ``channels_last`` (default: on in the TEST phase) runs 4-D blobs in channels-last memory
     layout, 1.3-2x faster on CPU with the same values; Caffe's N x C x H x W indexing is unchanged.
+    ``semantics``: ``"fork"`` (default) builds the fork layers (SSD, R-FCN, ...) as the fork that
+    defined them; ``"opencv"`` as OpenCV 4's dnn module computes them where it deviates
+    (docs/layers.md: DetectionOutput's zero-padded ``[1, 1, keep_top_k*N, 7]``, PriorBox's clip
+    default and image size, Axpy's bottom order, ...).
     """
     net = _filtered(_as_net(prototxt), phase, level, stages)
-    model = CaffeNet(net, input_shapes)
+    with _naming_file(prototxt):
+        model = CaffeNet(net, input_shapes, semantics=semantics)
     loaded: set[str] = set()
     source = None
     if caffemodel is not None:
@@ -78,7 +106,7 @@ def infer_shapes(net_param, input_shapes: dict | None = None, phase=None) -> dic
     """
     net = _as_net(net_param)
     state = net.state
-    with torch.device("meta"):
+    with _naming_file(net_param), torch.device("meta"):
         model = CaffeNet(_filtered(net, phase if phase is not None else state.phase, state.level, ()),
                          input_shapes)
     return dict(model.blob_shapes)
@@ -109,6 +137,7 @@ def converted_dict(model: CaffeNet) -> dict:
         "format": FORMAT,
         "net_param": model.net_param.SerializeToString(),
         "input_shapes": {k: list(v) for k, v in model.input_shapes.items()},
+        "semantics": getattr(model, "semantics", "fork"),
         "missing_weights": list(model.missing_weights),
         "state_dict": model.state_dict(),
     }
@@ -116,32 +145,63 @@ def converted_dict(model: CaffeNet) -> dict:
 
 def save_converted(model: CaffeNet, path) -> None:
     """Write ``model.pt`` as ``python -m converters convert`` does (``torch.save`` of plain data)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    check_output_file(path)
+    with atomic_writer(path) as fh:
+        torch.save(converted_dict(model), fh)
+
+
+_EXPECTED_PT = "expected a model.pt written by 'python -m converters convert'"
+
+
+def _check_converted_magic(path) -> None:
+    """Say what a file is when it is clearly not a torch.save file (zip since torch 1.6, or a
+    legacy pickle), before torch's loader prints its unsafe-load advice about it."""
+    p = Path(path)
     try:
-        torch.save(converted_dict(model), tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        with open(p, "rb") as fh:
+            head = fh.read(64)
+    except FileNotFoundError:
+        raise CaffeFormatError(path, "file not found") from None
+    except IsADirectoryError:
+        raise CaffeFormatError(path, f"is a folder; {_EXPECTED_PT}") from None
+    except OSError as exc:
+        raise CaffeFormatError(path, f"cannot read: {exc.strerror}") from None
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return
+    if not head:
+        raise CaffeFormatError(path, f"empty file; {_EXPECTED_PT}")
+    from .formats.fastweights import describe_magic
+
+    what = describe_magic(head)
+    if what is None and (head[:1] in (b"\x0a", b"\x12") or head[:2] == b"\xa2\x06"):
+        what = ("a Caffe caffemodel (convert it first: python -m converters convert "
+                "PROTOTXT CAFFEMODEL -o model.pt)")
+    raise CaffeFormatError(path, f"not a converted model file: this looks like "
+                                 f"{what or 'neither a zip nor a pickle'}; {_EXPECTED_PT}")
 
 
 def load_converted(path, map_location="cpu", channels_last: bool | None = None) -> CaffeNet:
     """Rebuild a ``CaffeNet`` from a ``model.pt`` written by ``python -m converters convert``
     (``channels_last`` as in :func:`load_caffe`)."""
+    _check_converted_magic(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CaffeFormatError(path, "file not found") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise CaffeFormatError(path, f"not a converted model file ({type(exc).__name__}: {exc})") from None
+        # torch's own text for a refused pickle is a 600-character lecture on unsafe loading;
+        # its first sentence says what went wrong
+        why = " ".join(str(exc).split())
+        why = why.split(". ")[0][:200]
+        raise CaffeFormatError(path, f"not a converted model file ({type(exc).__name__}: {why}); "
+                                     f"expected a model.pt written by 'python -m converters "
+                                     f"convert'") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise CaffeFormatError(path, f"not a converted model file (format {got!r}, expected {FORMAT!r})")
     net = pb.NetParameter()
     net.ParseFromString(obj["net_param"])
-    model = CaffeNet(net, obj.get("input_shapes"))
+    model = CaffeNet(net, obj.get("input_shapes"), semantics=obj.get("semantics", "fork"))
     model.load_state_dict(obj["state_dict"], strict=True)
     model.missing_weights = list(obj.get("missing_weights", []))
     model.eval() if model.phase == "TEST" else model.train()

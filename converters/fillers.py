@@ -22,6 +22,10 @@ from .proto import caffe_pb2 as pb
 FILLERS = ("constant", "uniform", "gaussian", "positive_unitball", "xavier", "msra", "bilinear")
 
 
+class FillerError(ValueError):
+    """A filler Caffe refuses (unknown type, sparse where unsupported, bad bounds)."""
+
+
 def _legacy(shape, index: int) -> int:
     # Blob::LegacyShape: axes beyond num_axes count as 1.
     return int(shape[index]) if index < len(shape) else 1
@@ -46,7 +50,7 @@ def _variance_n(param, shape) -> float:
 def _uniform(tensor, low, high, generator):
     low, high = float(np.float32(low)), float(np.float32(high))
     if high < low:
-        raise ValueError(f"uniform filler needs min <= max, got [{low}, {high}]")
+        raise FillerError(f"uniform filler needs min <= max, got [{low}, {high}]")
     r = torch.rand(tensor.shape, generator=generator, dtype=torch.float32)
     tensor.copy_(r.mul_(high - low).add_(low).clamp_(low, high))
 
@@ -59,10 +63,10 @@ def _gaussian(tensor, mean, std, generator):
 def bilinear_kernel(shape) -> np.ndarray:
     """Caffe's BilinearFiller values for a (N, C, K, K) blob, in float32 as filler.hpp computes them."""
     if len(shape) != 4:
-        raise ValueError(f"bilinear filler needs a 4-axis blob, got shape {tuple(shape)}")
+        raise FillerError(f"bilinear filler needs a 4-axis blob, got shape {tuple(shape)}")
     height, width = int(shape[2]), int(shape[3])
     if height != width:
-        raise ValueError(f"bilinear filler needs a square kernel, got {height}x{width}")
+        raise FillerError(f"bilinear filler needs a square kernel, got {height}x{width}")
     f32 = np.float32
     f = int(math.ceil(width / 2.0))
     c = f32((2 * f - 1 - f % 2) / (2.0 * f))
@@ -93,14 +97,14 @@ def fill(filler_param, tensor: torch.Tensor, generator: torch.Generator | None =
             if sparse >= 0:
                 # Caffe: Bernoulli mask with p = sparse / num_outputs, num_outputs = shape(0).
                 if tensor.dim() < 1:
-                    raise ValueError("sparse gaussian filler needs a blob with at least one axis")
+                    raise FillerError("sparse gaussian filler needs a blob with at least one axis")
                 p = float(np.float32(sparse) / np.float32(shape[0]))
                 p = min(max(p, 0.0), 1.0)
                 mask = torch.rand(shape, generator=generator, dtype=torch.float32) < p
                 tensor.mul_(mask.to(tensor.dtype))
         elif kind == "positive_unitball":
             if filler_param.sparse != -1:
-                raise ValueError("positive_unitball filler does not support sparse")
+                raise FillerError("positive_unitball filler does not support sparse")
             _uniform(tensor, 0.0, 1.0, generator)
             num = _legacy(shape, 0)
             flat = tensor.view(num, -1) if tensor.is_contiguous() else tensor.reshape(num, -1)
@@ -109,21 +113,21 @@ def fill(filler_param, tensor: torch.Tensor, generator: torch.Generator | None =
                 tensor.copy_(flat.view(shape))
         elif kind == "xavier":
             if filler_param.sparse != -1:
-                raise ValueError("xavier filler does not support sparse")
+                raise FillerError("xavier filler does not support sparse")
             # Dtype scale = sqrt(Dtype(3) / n): float division, sqrt rounded to float.
             scale = float(np.sqrt(np.float32(3) / np.float32(_variance_n(filler_param, shape))))
             _uniform(tensor, -scale, scale, generator)
         elif kind == "msra":
             if filler_param.sparse != -1:
-                raise ValueError("msra filler does not support sparse")
+                raise FillerError("msra filler does not support sparse")
             std = float(np.sqrt(np.float32(2) / np.float32(_variance_n(filler_param, shape))))
             _gaussian(tensor, 0.0, std, generator)
         elif kind == "bilinear":
             if filler_param.sparse != -1:
-                raise ValueError("bilinear filler does not support sparse")
+                raise FillerError("bilinear filler does not support sparse")
             tensor.copy_(torch.from_numpy(bilinear_kernel(shape)))
         else:
-            raise ValueError(f"unknown filler type {kind!r} (Caffe knows {', '.join(FILLERS)})")
+            raise FillerError(f"unknown filler type {kind!r} (Caffe knows {', '.join(FILLERS)})")
     return tensor
 
 

@@ -23,7 +23,9 @@ from torch import nn
 
 from .graph import AUTO_TOP, LOSS_SUFFIX, ExecutionPlan, plan_params, with_automatic_tops  # noqa: F401
 from .layers import ConversionError, check_supported, get_converter
+from .layers.base import check_blob_shape
 from .layers.data import InputLayer
+from .layers.registry import semantics as layer_semantics
 from .proto import caffe_pb2 as pb
 
 def phase_name(phase) -> str:
@@ -80,8 +82,16 @@ class CaffeNet(nn.Module):
     ``caffe_layers`` (layer name -> module), ``missing_weights`` (layers left at their fillers).
     """
 
-    def __init__(self, net_param: pb.NetParameter, input_shapes: dict | None = None):
+    def __init__(self, net_param: pb.NetParameter, input_shapes: dict | None = None,
+                 semantics: str = "fork"):
         super().__init__()
+        # ``semantics``: "fork" (each fork layer as the fork that defined it) or "opencv" (OpenCV 4's
+        # dnn where it deviates); see converters.layers.registry.semantics and docs/layers.md.
+        with layer_semantics(semantics):
+            self._build(net_param, input_shapes)
+        self.semantics = semantics
+
+    def _build(self, net_param: pb.NetParameter, input_shapes: dict | None):
         self.phase = phase_name(net_param.state.phase)
         check_supported(net_param.layer, net_param.name)
         self.plan = plan = ExecutionPlan(net_param)
@@ -113,6 +123,10 @@ class CaffeNet(nn.Module):
                     self.input_names.append(t)
                     self.input_shapes[t] = tuple(tops[i])
                     self._input_layers[t] = module
+            for t, s in zip(layer.top, tops):
+                if s is not None:
+                    # Blob::Reshape's checks: dims >= 0, at most INT_MAX values
+                    check_blob_shape(layer, s, f"top blob '{t}'")
             key = _module_key(step.unique_name, self.layers)
             self.layers[key] = module
             self._keys.append(key)

@@ -17,6 +17,12 @@ How Caffe's rules are written in the graph (so that any ONNX runtime computes wh
   whose definition is Caffe's (alpha divided by size, zero-padded channel window).
   WITHIN_CHANNEL (no ONNX operator): ``x * (1 + alpha * AveragePool_nxn(Pad(x^2)))^-beta``.
 * InnerProduct: flattening with ``-1`` for the batch, so the batch axis stays dynamic.
+* Fork layers: PriorBox / PriorBoxClustered become a constant (their output depends only on the
+  bottom shapes); Interp (bilinear, corners aligned) and the YOLOv3 Upsample (nearest) become
+  ``Resize``; Permute, Normalize, ShuffleChannel, Reorg, Axpy, ReLU6, Mish and the depthwise
+  convolutions are plain tensor operations.  DetectionOutput, Proposal, ROIPooling, PSROIPooling and
+  SegNet's Upsample (max-unpooling) are not exportable: the error names the layer; export the net
+  up to their bottoms with ``outputs=[...]`` (layers that feed no requested output are left out).
 Every other layer is exported as the converter built it.  The layers run in the order and over the
 blobs of the net's :class:`~converters.graph.ExecutionPlan` (Caffe's in-place rule included).
 """
@@ -37,6 +43,7 @@ from .layers.data import InputLayer
 from .layers.inner_product import InnerProduct
 from .layers.lrn import ACROSS, LRN
 from .layers.pooling import AVE, MAX, Pooling, ave_divisor
+from .layers.resize import UpsampleNearest
 
 MIN_OPSET = 13
 DEFAULT_OPSET = 18
@@ -121,6 +128,53 @@ class _LRN(nn.Module):
         return x * (mean * lrn.alpha + 1.0).pow(-lrn.beta)
 
 
+class _Constant(nn.Module):
+    """A layer whose output depends only on the bottom shapes (PriorBox), as a constant."""
+
+    def __init__(self, value: np.ndarray):
+        super().__init__()
+        self.register_buffer("value", torch.from_numpy(np.ascontiguousarray(value)), persistent=False)
+
+    def forward(self, *xs):
+        return self.value
+
+
+class _NearestUpsample(nn.Module):
+    def __init__(self, layer: UpsampleNearest):
+        super().__init__()
+        self.scale = layer.scale
+
+    def forward(self, x):
+        return F.interpolate(x, scale_factor=float(self.scale), mode="nearest")
+
+
+SHAPE_ONLY = ("PriorBox", "PriorBoxClustered")     # read only the shapes of their bottoms
+
+NOT_EXPORTABLE = {
+    "DetectionOutput": "per-class NMS with data-dependent output rows",
+    "Proposal": "anchor decoding + NMS with data-dependent output rows",
+    "ROIPooling": "per-ROI max pooling over data-dependent windows",
+    "PSROIPooling": "position-sensitive pooling over data-dependent windows",
+    "Upsample": "SegNet's max-unpooling (scatter by the mask bottom)",
+}
+
+
+def _fork_export_layer(layer, module, blob_shapes):
+    from .layers.ssd import PriorBox
+
+    if isinstance(module, PriorBox):
+        feat = blob_shapes[layer.bottom[0]]
+        img = blob_shapes[layer.bottom[1]] if len(layer.bottom) > 1 else (0, 0, module.img_h, module.img_w)
+        return _Constant(module.boxes(int(feat[2]), int(feat[3]), int(img[2]), int(img[3])))
+    if isinstance(module, UpsampleNearest):
+        return _NearestUpsample(module)
+    if layer.type in NOT_EXPORTABLE:
+        raise ExportError(f"layer '{layer.name}' ({layer.type}) is not exportable to ONNX "
+                          f"({NOT_EXPORTABLE[layer.type]}); export the net up to its bottoms "
+                          f"({', '.join(layer.bottom)}) with outputs=[...] and run it outside the graph")
+    return None
+
+
 def _export_layer(module: nn.Module, native_lrn: bool) -> nn.Module:
     if isinstance(module, InnerProduct):
         return _InnerProduct(module)
@@ -140,15 +194,30 @@ class OnnxExportable(nn.Module):
         self.net = net
         self.input_names = list(net.input_names)
         self.output_names = list(outputs) if outputs else list(net.output_names)
-        produced = set(self.input_names)
+        steps_of_plan = list(net.plan.steps)
+        # only the layers that feed a requested output (so a net can be exported up to the bottoms
+        # of a layer ONNX cannot express, e.g. SSD up to DetectionOutput)
+        needed, used = set(self.output_names), [False] * len(steps_of_plan)
+        for step in reversed(steps_of_plan):
+            if needed & set(step.tops):
+                used[step.position] = True
+                if step.type not in SHAPE_ONLY:
+                    needed |= set(step.bottoms)
+        # inputs nothing exported reads (a blob only PriorBox looks at, for its shape) are left out
+        self.input_names = [n for n in self.input_names if n in needed]
+        produced = set(net.input_names)
         steps = []
         self.export_layers = nn.ModuleList()
-        for step in net.plan.steps:
+        for step in steps_of_plan:
             module = net.module_at(step.position)
             if isinstance(module, InputLayer):
                 continue
-            self.export_layers.append(_export_layer(module, native_lrn))
-            steps.append((step.bottoms, step.tops))
+            if not used[step.position]:
+                produced.update(step.tops)
+                continue
+            fork = _fork_export_layer(step.layer, module, net.blob_shapes)
+            self.export_layers.append(fork if fork is not None else _export_layer(module, native_lrn))
+            steps.append((() if step.type in SHAPE_ONLY else step.bottoms, step.tops))
             produced.update(step.tops)
         missing = [o for o in self.output_names if o not in produced]
         if missing:
@@ -202,6 +271,7 @@ def export_onnx(net, path, opset: int = DEFAULT_OPSET, dynamic_batch: bool = Tru
     module = OnnxExportable(net, outputs=outputs, native_lrn=dynamo).eval()
     # batch 2: torch.export specializes dimensions of size 0 and 1
     args = example_inputs(net, batch=2 if dynamic_batch else None, input_shapes=input_shapes)
+    args = tuple(a for name, a in zip(net.input_names, args) if name in module.input_names)
     in_names, out_names = module.input_names, module.output_names
     path.parent.mkdir(parents=True, exist_ok=True)
     kwargs = dict(input_names=in_names, output_names=out_names, opset_version=opset)
@@ -267,7 +337,9 @@ def check_onnx(path, net, batch: int = 3, seed: int = 1, input_shapes: dict | No
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, torch.get_num_threads())
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs)}
+    by_name = {name: x.numpy() for name, x in zip(net.input_names, inputs)}
+    # by name: an input only PriorBox reads (its shape) is constant-folded away from the graph
+    feed = {i.name: by_name[i.name] for i in session.get_inputs()}
     names = [o.name for o in session.get_outputs()]
     got = session.run(names, feed)
     net.eval()

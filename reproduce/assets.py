@@ -244,8 +244,12 @@ def _copy(src: str, part: Path, asset: Asset, bar) -> None:
             bar.update(len(chunk))
 
 
-def _download(url: str, part: Path, asset: Asset, bar, timeout: float) -> None:
-    """Download ``url`` into ``part``, resuming from its current size with HTTP Range."""
+def _download(url: str, part: Path, asset: Asset, bar, timeout: float, headers: dict | None = None,
+              hint: str = "use --assets-mirror DIR_OR_URL") -> None:
+    """Download ``url`` into ``part``, resuming from its current size with HTTP Range.
+
+    ``headers`` are sent with every request (e.g. the Basic authentication of a WebDAV share);
+    ``hint`` ends the message of a failed download (what else the user can do)."""
     last_error = None
     reported = 0  # bytes of this file already shown on the progress bar
 
@@ -262,11 +266,12 @@ def _download(url: str, part: Path, asset: Asset, bar, timeout: float) -> None:
             have = 0
         if have == asset.size:
             return
-        headers = {"User-Agent": "caffe-agegender-repro"}
+        request_headers = {"User-Agent": "caffe-agegender-repro", **(headers or {})}
         if have:
-            headers["Range"] = f"bytes={have}-"
+            request_headers["Range"] = f"bytes={have}-"
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=request_headers),
+                                        timeout=timeout) as resp:
                 if have and resp.status != 206:  # the server ignored the range: start again
                     have = 0
                 advance(have)
@@ -291,7 +296,7 @@ def _download(url: str, part: Path, asset: Asset, bar, timeout: float) -> None:
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             last_error = exc  # interrupted: the next attempt resumes from what .part holds
     raise AssetError(f"{asset.path}: download from {url} failed after {ATTEMPTS} attempts ({last_error}); "
-                     f"run again to resume from {part}, or use --assets-mirror DIR_OR_URL")
+                     f"run again to resume from {part}, or {hint}")
 
 
 def main(argv=None) -> int:

@@ -369,8 +369,46 @@ def run_demo(out_dir="out/demo", folds=(0, 1, 2, 3, 4), iters: int | None = None
         torch.set_num_threads(threads_before)
 
 
+_RESULT_FILES = ("results.json", "results.csv", "results.md", "results.png", "training_curves.png")
+
+
+_MARKER = ".reproduce-demo"   # written first by every demo run: the folder is the demo's
+
+
+def _clear_previous(out: Path) -> list[str]:
+    """Remove what an earlier demo run wrote into ``out`` (only the demo's own names), so a
+    rerun with other folds or variants never leaves stale fold files beside new results.
+
+    A non-empty folder that no demo run made is refused (DemoError): deleting a ``models``
+    folder of the user's is not the demo's business.
+    """
+    if not out.is_dir() or not any(out.iterdir()):
+        return []
+    if not (out / _MARKER).exists():
+        raise DemoError(f"{out}: folder is not empty and holds no earlier demo run; give an empty "
+                        "or new folder (--out)")
+    names = {"adience", "folds", "models", "predictions", *_RESULT_FILES}
+    for v in fold_lists.VARIANTS.values():
+        names |= {v.lmdb_folder, v.mean_folder}
+    removed = []
+    for name in sorted(names):
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
 def _run(out: Path, folds, variants, targets, device, progress, settings) -> dict:
+    removed = _clear_previous(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / _MARKER).write_text("written by reproduce/demo.py; a rerun replaces this folder's demo files\n")
+    if removed:
+        _say(progress, f"[demo] {out} held an earlier run: removed {', '.join(removed)}")
     t_start = time.perf_counter()
     timings = {}
 
@@ -460,7 +498,9 @@ def _run(out: Path, folds, variants, targets, device, progress, settings) -> dic
 def add_arguments(parser) -> None:
     """The demo's options (also used by ``run.py --demo``)."""
     g = parser.add_argument_group("demo (SYNTHETIC data, offline)")
-    g.add_argument("--demo-out", default="out/demo", help="output folder of the demo (default out/demo)")
+    g.add_argument("--demo-out", default=None,
+                   help="output folder of the demo (default: --out, else out/demo); an earlier demo "
+                        "run's files there are replaced")
     g.add_argument("--demo-folds", default="0,1,2,3,4", help="test folds (default 0,1,2,3,4)")
     g.add_argument("--demo-iters", type=int, default=DEFAULTS["iters"],
                    help=f"training iterations per fold and target (default {DEFAULTS['iters']})")
@@ -486,9 +526,21 @@ def main_demo(argv=None, args=None) -> int:
         print(f"demo: error: --demo-folds must be comma-separated fold numbers 0..4, got {args.demo_folds!r}",
               file=sys.stderr)
         return 2
+    out, other = args.demo_out, getattr(args, "out", None)
+    if out and other and Path(out) != Path(other):
+        print(f"demo: error: --demo-out {out} and --out {other} disagree; give one of them", file=sys.stderr)
+        return 2
+    out = out or other or "out/demo"
+    args.demo_out = out
+    from converters.outputs import OutputPathError, check_output_dir
+    try:
+        check_output_dir(out, "demo output folder")
+    except OutputPathError as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 2
     quiet = getattr(args, "no_progress", False)
     try:
-        data = run_demo(args.demo_out, folds=folds, iters=args.demo_iters, device=getattr(args, "device", "cpu"),
+        data = run_demo(out, folds=folds, iters=args.demo_iters, device=getattr(args, "device", "cpu"),
                         progress=not quiet, variants=tuple(c for c in args.demo_variants if c not in ", "),
                         seed=args.demo_seed)
     except DemoError as exc:

@@ -121,7 +121,7 @@ def prepare_image(path: Path, cell, mean, preprocess: str = "protocol"):
 
 def explain_cells(cells, images, weights_dir, folds=(0, 1, 2, 3, 4), out_dir="out/explain",
                   class_mode="predicted", *, means_dir=None, store=None, eps: float = EPS, lrn: str = "taylor",
-                  flat_mode: str = "toolbox", preprocess: str = "protocol",
+                  flat_mode: str | None = "toolbox", preprocess: str = "protocol", variant: str = "toolbox",
                   weights_name: str = sources.DEFAULT_WEIGHTS_NAME, iteration: int | None = None,
                   progress=None) -> dict:
     """Heatmaps of every (cell, fold) model for ``images``; returns the summary written to explain.json.
@@ -131,7 +131,9 @@ def explain_cells(cells, images, weights_dir, folds=(0, 1, 2, 3, 4), out_dir="ou
     (a ``<folder>/deploy.prototxt`` there replaces the upstream deploy); ``means_dir``: folder of
     ``mean_image{sfx}/Test_fold_is_K/mean.binaryproto`` (default: the upstream means via ``store``);
     ``class_mode``: ``"predicted"``, ``"true"`` (labels from the images) or a class index;
-    ``iteration``: snapshot to use instead of the cell's final one.
+    ``iteration``: snapshot to use instead of the cell's final one; ``variant``: "toolbox" (every
+    lrp_toolbox quirk, as the paper's heatmaps) or "corrected" (none; ``flat_mode`` None then
+    follows the variant), recorded in explain.json and every per-fold record.
     """
     import converters
     from converters.formats import read_mean
@@ -173,11 +175,17 @@ def explain_cells(cells, images, weights_dir, folds=(0, 1, 2, 3, 4), out_dir="ou
     summary = {"what": "LRP heatmaps (paper rules: toolbox formula 102)", "eps": eps, "alpha": 1 + BETA,
                "beta": BETA, "lrn": lrn, "flat_mode": flat_mode, "preprocess": preprocess,
                "class_mode": class_mode, "folds": folds, "images": [str(p) for p, _ in images], "cells": []}
+    try:
+        summary.update(paper_composite(0, eps=eps, beta=BETA, lrn=lrn, flat_mode=flat_mode,
+                                       variant=variant).quirks.describe())
+    except ValueError as exc:
+        raise ExplainError(str(exc)) from None
     averages: dict[str, list] = {}
     crops: dict[str, np.ndarray] = {}
     for cell in cells:
         slug, flat = cell_slug(cell), flat_upto_for(cell)
-        composite = paper_composite(flat_upto=flat, eps=eps, beta=BETA, lrn=lrn, flat_mode=flat_mode)
+        composite = paper_composite(flat_upto=flat, eps=eps, beta=BETA, lrn=lrn, flat_mode=flat_mode,
+                                    variant=variant)
         deploy = sources.deploy_override(weights_dir, cell.folder) or get_store().deploy(cell.folder)
         entry = {"cell": cell.label, "folder": cell.folder, "family": cell.family, "flat_upto": flat,
                  "deploy": str(deploy), "folds": {}}

@@ -50,3 +50,8 @@ def validate(args) -> None:
         import torch
         if not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available to torch here")
+    from converters import ort_backend
+    try:
+        ort_backend.resolve_backend(getattr(args, "backend", "auto"), dev)
+    except ort_backend.BackendError as exc:
+        raise UsageError(f"--backend: {exc}")

@@ -20,9 +20,11 @@ broadcast), then ``caffe.io.oversample``'s 10 crops; the 10 rows of the net's so
 averaged (and, with several fold models, those averages again).  Without a mean the numbers are
 garbage, so a missing mean is an error (``--no-mean`` to insist).
 
-Faces (``--detect-faces``): OpenCV's stock frontal-face Haar cascade
-(``cv2.data.haarcascades + 'haarcascade_frontalface_default.xml'``, nothing downloaded; scale
-factor 1.1, 5 neighbours, faces >= ``--min-face`` 30 px), every detection enlarged by
+Faces (``--detect-faces``; ``--detector ssd|haar|auto``, see :mod:`reproduce.faces`): OpenCV's
+res10 SSD face detector when its weights are here (``--min-confidence`` 0.5), else OpenCV's
+frontal-face Haar cascade
+(``cv2.data.haarcascades + 'haarcascade_frontalface_alt2.xml'``, nothing downloaded; scale
+factor 1.1, ``--min-neighbors`` 5, faces >= ``--min-face`` 30 px), every detection enlarged by
 ``--face-margin`` = 40 % of its width/height on each side (the Haar box covers brows to chin; the
 Adience crops show the whole head with some background, the face filling roughly half the crop)
 and clipped to the photo; each face is predicted on its own.  A photo in which no face is found is
@@ -45,9 +47,11 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import csv  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from collections import deque  # noqa: E402
@@ -56,14 +60,14 @@ from dataclasses import dataclass  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reproduce.cli import OptionGroup  # noqa: E402
-from reproduce import grid, protocol, sources  # noqa: E402
+from reproduce import faces as face_detectors, grid, protocol, sources  # noqa: E402
 from reproduce.folds import AGE_GROUPS  # noqa: E402
 
 PROG = "predict"
 FACE_MARGIN = 0.4          # fraction of the detection's width/height added on each side
 MIN_FACE = 30              # pixels, smallest face the detector looks for
 DETECT_SIDE = 1280         # larger photos are searched for faces on a copy scaled to this longer side
-HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+HAAR_CASCADE = "haarcascade_frontalface_alt2.xml"   # the default cascade gave false boxes on real photos
 DEFAULT_RESIZE = 256       # the LMDB image size (convert_imageset --resize_height/width 256)
 DEFAULT_BATCH = 10         # faces per forward pass (x 10 crops)
 # The class names are the label indices of upstream's data preparation (spec 4.2; the age strings
@@ -214,18 +218,27 @@ def read_mean_file(path) -> np.ndarray:
     return mean
 
 
-def read_labels(spec: str | None, n_classes: int) -> tuple[tuple, str | None]:
-    """(names, target) for ``--labels age|gender|FILE`` (one name per line), or by the class count."""
+def read_labels(spec: str | None, n_classes: int, guess: bool = True) -> tuple[tuple, str | None]:
+    """(names, target) for ``--labels age|gender|FILE|NAME,NAME,...`` (a file has one name per
+    line), or without ``spec``: the paper's names by the class count when ``guess`` (a paper
+    cell), else ``class 0``, ``class 1``, ... (any other classifier: a 2-class net is not
+    necessarily a gender net)."""
     if spec in LABELS:
         names, target = LABELS[spec], spec
     elif spec:
         p = Path(spec)
-        if not p.is_file():
-            raise PredictError(f"--labels: {spec!r} is neither age, gender nor a file")
-        names = tuple(line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
+        if p.is_file():
+            names = tuple(line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
+        elif "," in spec:
+            names = tuple(n.strip() for n in spec.split(","))
+            if not all(names):
+                raise PredictError(f"--labels {spec!r}: an empty name in the comma-separated list")
+        else:
+            raise PredictError(f"--labels: {spec!r} is neither age, gender, a file nor "
+                               "comma-separated names")
         target = None
     else:
-        target = {8: "age", 2: "gender"}.get(n_classes)
+        target = {8: "age", 2: "gender"}.get(n_classes) if guess else None
         names = LABELS[target] if target else tuple(f"class {i}" for i in range(n_classes))
     if len(names) != n_classes:
         raise PredictError(f"--labels {spec}: {len(names)} names for a net with {n_classes} classes")
@@ -332,7 +345,7 @@ def _custom_classifier(args, device, channels_last, no_mean) -> Classifier:
     if net.input_size > min(size):
         raise PredictError(f"{deploy}: crops of {net.input_size} do not fit in the {size[0]}x{size[1]} image "
                            "(mean/--resize)")
-    labels, target = read_labels(getattr(args, "labels", None), _n_classes(net))
+    labels, target = read_labels(getattr(args, "labels", None), _n_classes(net), guess=False)
     return Classifier([net], labels, target, size, device, None,
                       f"{deploy} + {caffemodel}, mean {source or 'none'}", channels_last)
 
@@ -417,7 +430,7 @@ def list_images(inputs, exclude=None) -> list[Path]:
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     excl = Path(exclude).resolve() if exclude else None
-    out = []
+    out, named = [], []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
@@ -428,20 +441,81 @@ def list_images(inputs, exclude=None) -> list[Path]:
             out.extend(found)
         elif p.is_file():
             out.append(p)
+            named.append(p)
         else:
             raise PredictError(f"{p}: no such file or folder")
-    for f in out:
+    # a photo named on the command line must be readable; one bad file found in a folder only
+    # gets a warning and a row saying why (predict), the others are still scored
+    for f in named:
         if not cv2.haveImageReader(str(f)):
             raise PredictError(f"{f}: not an image OpenCV can read")
     return out
 
 
+def _jpeg_truncated(path) -> bool:
+    """A JPEG whose data stops before its end-of-image marker (FF D9): libjpeg decodes what is
+    there, fills the rest with grey and prints "Premature end of JPEG file" on stderr."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(2) != b"\xff\xd8":
+                return False
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 4096))
+            tail = fh.read().rstrip(b"\x00\r\n \t")
+    except OSError:
+        return False
+    return not tail.endswith(b"\xff\xd9")
+
+
+@contextlib.contextmanager
+def _quiet_stderr_fd():
+    """Silence the C library's stderr (fd 2) for a moment: libjpeg's warnings go there."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class ImageWarning(UserWarning):
+    """A photo that was read but is damaged (a truncated JPEG)."""
+
+
 def read_image(path) -> np.ndarray:
-    """The photo as OpenCV reads it in colour: (H, W, 3) uint8 BGR (as convert_imageset)."""
+    """The photo as OpenCV reads it in colour: (H, W, 3) uint8 BGR (as convert_imageset).
+
+    Raises PredictError for files that are not images or too large to decode; a truncated JPEG
+    is read as libjpeg does (grey where data is missing) with an :class:`ImageWarning`.
+    """
+    from converters.formats.image_header import check_pixels
     from converters.formats.images import read_image as imread
-    img = imread(path)
+    try:
+        with open(path, "rb") as fh:
+            check_pixels(fh.read(65536), str(path))
+    except OSError as exc:
+        raise PredictError(f"{path}: cannot be read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise PredictError(str(exc)) from None
+    truncated = _jpeg_truncated(path)
+    if truncated:
+        with _quiet_stderr_fd():
+            img = imread(path)
+    else:
+        img = imread(path)
     if img is None:
         raise PredictError(f"{path}: cannot be read as an image")
+    if truncated:
+        warnings.warn(f"{path}: truncated JPEG (the data ends before the image does); "
+                      "predicted on the partly grey picture libjpeg decodes", ImageWarning, stacklevel=2)
     return img
 
 
@@ -512,6 +586,8 @@ class ImageResult:
     detected: bool
     image: np.ndarray | None = None  # the photo (kept only for the annotated PNG)
     shape: tuple = ()
+    error: str | None = None         # why the photo could not be read (then no faces)
+    warning: str | None = None       # read, but damaged (a truncated JPEG)
 
     @property
     def done(self) -> bool:
@@ -519,7 +595,10 @@ class ImageResult:
 
 
 def prepare(path, size, detector: FaceDetector | None, keep_image: bool) -> ImageResult:
-    img = read_image(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ImageWarning)
+        img = read_image(path)
+    warning = "; ".join(str(w.message) for w in caught if issubclass(w.category, ImageWarning)) or None
     faces, detected = [], False
     if detector is not None:
         for i, det in enumerate(detector.detect(img)):
@@ -528,7 +607,8 @@ def prepare(path, size, detector: FaceDetector | None, keep_image: bool) -> Imag
         detected = bool(faces)
     if not faces:
         faces.append(FaceResult(0, None, None, to_net_input(img, size)))
-    return ImageResult(Path(path), faces, detected, img if keep_image else None, tuple(img.shape))
+    return ImageResult(Path(path), faces, detected, img if keep_image else None, tuple(img.shape),
+                       warning=warning)
 
 
 def predict_images(classifier: Classifier, paths, detector: FaceDetector | None = None,
@@ -557,7 +637,11 @@ def predict_images(classifier: Classifier, paths, detector: FaceDetector | None 
             yield res
 
     for path in paths:
-        res = prepare(path, classifier.resize, detector, keep_image)
+        try:
+            res = prepare(path, classifier.resize, detector, keep_image)
+        except PredictError as exc:
+            # one unreadable photo must not cost the rest of the folder: it gets a row saying why
+            res = ImageResult(Path(path), [], False, error=str(exc))
         pending.append(res)
         queue.extend(res.faces)
         while len(queue) >= batch:
@@ -573,6 +657,12 @@ def predict_images(classifier: Classifier, paths, detector: FaceDetector | None 
 def one_off(probs: np.ndarray, label: int, names) -> tuple[str, str, float]:
     lo, hi = max(0, label - 1), min(len(names) - 1, label + 1)
     return names[lo], names[hi], float(np.sum(probs[lo:hi + 1], dtype=np.float64))
+
+
+def error_record(res: ImageResult, image_key: str) -> dict:
+    """The row of a photo that could not be read."""
+    return {"image": image_key, "face": None, "face_box": None, "detected": False, "probs": [],
+            "label": None, "label_name": "", "prob": None, "error": res.error}
 
 
 def face_record(res: ImageResult, face: FaceResult, classifier: Classifier, image_key: str) -> dict:
@@ -598,6 +688,9 @@ def format_table(records: list[dict], target: str | None) -> str:
         head += ["1-off range", "p(1-off)"]
     rows = []
     for r in records:
+        if r.get("error"):
+            rows.append([r["image"], "-", "unreadable", "-", "-"] + (["-", "-"] if target == "age" else []))
+            continue
         box = ", ".join(map(str, r["face_box"])) if r["face_box"] else "whole image"
         row = [r["image"], str(r["face"]), box, r["label_name"], f"{r['prob']:.3f}"]
         if target == "age":
@@ -615,11 +708,15 @@ def write_csv(path: Path, records: list[dict], labels) -> None:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["image", "face", "x", "y", "w", "h", "detected", "label", "label_name", "prob"]
-               + [f"prob_{i}" for i in range(len(labels))])
+               + [f"prob_{i}" for i in range(len(labels))] + ["error"])
     for r in records:
+        if r.get("error"):
+            w.writerow([r["image"]] + [""] * (9 + len(labels)) + [r["error"]])
+            continue
         box = r["face_box"] or ["", "", "", ""]
         w.writerow([r["image"], r["face"], *box, int(r["detected"]), r["label"], r["label_name"],
-                    repr(r["prob"])] + [repr(v) for v in r["probs"]])
+                    repr(r["prob"])] + [repr(v) for v in r["probs"]]
+                   + [f"warning: {r['warning']}" if r.get("warning") else ""])
     path.write_text(buf.getvalue(), encoding="utf-8")
 
 
@@ -721,13 +818,15 @@ def add_predict_arguments(parser) -> None:
     add("--mean", help="... the mean.binaryproto it was trained with (images are resized to its size)")
     add("--mean-value", metavar="B,G,R", help="... or a per-channel mean (BGR, 0..255)")
     add("--no-mean", action="store_true", help="subtract nothing (the probabilities are then meaningless)")
-    add("--labels", help="class names: age, gender or a file with one name per line (default by the class count)")
+    add("--labels", help="class names: age, gender, a file with one name per line or NAME,NAME,... "
+                         "(default: the paper's names for a paper cell, 'class 0', 'class 1', ... for --deploy)")
     add("--output-blob", help="the softmax blob (default: the net's only output, else prob / loss3/loss3)")
     add("--resize", type=int, help=f"image side before cropping when no mean file fixes it (default {DEFAULT_RESIZE})")
-    add("--detect-faces", action="store_true", help="find faces with OpenCV's Haar cascade and predict each one")
+    add("--detect-faces", action="store_true", help="find faces (see --detector) and predict each one")
     add("--face-margin", type=float, default=FACE_MARGIN,
         help=f"fraction of the face box added on each side (default {FACE_MARGIN})")
     add("--min-face", type=int, default=MIN_FACE, help=f"smallest face in pixels (default {MIN_FACE})")
+    face_detectors.add_detector_arguments(add)
     add("--explain", action="store_true", help="LRP heatmap of the predicted class per face (needs --out)")
     add("--contiguous", action="store_true", help="run the net in NCHW instead of channels-last memory layout")
     add("--out", help="folder for predictions.json/.csv, annotated/ and heatmaps/")
@@ -760,12 +859,22 @@ def _progress(total: int, off: bool):
     return tqdm(total=total, desc="predict", unit="img", file=sys.stderr, disable=None, leave=False)
 
 
-def predict(args) -> tuple[list[dict], dict]:
-    """Run a prediction from parsed options; returns (records, summary).  Raises PredictError."""
+def predict(args, defer_explain: bool = False) -> tuple[list[dict], dict]:
+    """Run a prediction from parsed options; returns (records, summary).  Raises PredictError.
+
+    With ``--explain`` the heatmaps are drawn after predictions.json/CSV are written; with
+    ``defer_explain`` they are left to the caller as ``summary["write_heatmaps"]()`` (run.py
+    prints the table first)."""
     inputs = list(getattr(args, "predict", None) or []) + list(getattr(args, "inputs", None) or [])
     if not inputs:
         raise PredictError("nothing to predict: give --predict IMAGE_OR_FOLDER")
     out = Path(args.out) if getattr(args, "out", None) else None
+    if out is not None:
+        from converters.outputs import OutputPathError, check_output_dir
+        try:
+            check_output_dir(out, "--out folder")   # before the model loads and the photos are scored
+        except OutputPathError as exc:
+            raise PredictError(str(exc)) from None
     explain = bool(getattr(args, "explain", False))
     if explain and out is None:
         raise PredictError("--explain writes heatmap pictures: give --out DIR")
@@ -778,8 +887,12 @@ def predict(args) -> tuple[list[dict], dict]:
         except ImportError as exc:
             raise PredictError(f"--explain needs converters.lrp, which cannot be imported here ({exc})") from None
     paths = list_images(inputs, exclude=out)
-    detector = (FaceDetector(getattr(args, "face_margin", FACE_MARGIN), getattr(args, "min_face", MIN_FACE))
-                if getattr(args, "detect_faces", False) else None)
+    try:    # --detector ssd / haar / auto (reproduce.faces); the Haar cascade is FaceDetector
+        detector = face_detectors.make_detector(args, lambda: FaceDetector(
+            getattr(args, "face_margin", FACE_MARGIN), getattr(args, "min_face", MIN_FACE),
+            min_neighbors=getattr(args, "min_neighbors", 5)))
+    except face_detectors.DetectorError as exc:
+        raise PredictError(str(exc)) from None
     t0 = time.perf_counter()
     classifier = build_classifier(args)
     load_s = time.perf_counter() - t0
@@ -790,15 +903,25 @@ def predict(args) -> tuple[list[dict], dict]:
             (out / "heatmaps").mkdir(parents=True, exist_ok=True)
     records: list[dict] = []
     used: set = set()
-    no_face = []
+    no_face, unreadable = [], []
     bar = _progress(len(paths), bool(getattr(args, "no_progress", False)))
     t1 = time.perf_counter()
-    explain_s = 0.0
+    pending: list = []
     try:
         for res in predict_images(classifier, paths, detector, batch, keep_image=out is not None,
                                   keep_faces=explain, on_done=lambda r: bar.update(1)):
             key = str(res.path)
+            if res.error is not None:
+                print(f"{PROG}: warning: {res.error}; skipped (a row in predictions.csv says why)",
+                      file=sys.stderr)
+                unreadable.append(key)
+                records.append(error_record(res, key))
+                continue
             recs = [face_record(res, f, classifier, key) for f in res.faces]
+            if res.warning is not None:
+                print(f"{PROG}: warning: {res.warning}", file=sys.stderr)
+                for r in recs:
+                    r["warning"] = res.warning
             if detector is not None and not res.detected:
                 no_face.append(key)
             if out is not None:
@@ -809,43 +932,59 @@ def predict(args) -> tuple[list[dict], dict]:
                     raise PredictError(f"{pic}: cannot be written")
                 for r in recs:
                     r["annotated"] = str(pic)
-                if explain:
-                    te = time.perf_counter()
-                    faces = np.stack([f.array for f in res.faces])
-                    rels = explain_faces(classifier, faces, [r["label"] for r in recs])
-                    for f, r, rel in zip(res.faces, recs, rels):
-                        hm = out / "heatmaps" / f"{stem}_face{f.index}.png"
-                        caption = f"LRP {r['label_name']}"
-                        if not cv2.imwrite(str(hm), heatmap_picture(f.array, rel, caption)):
-                            raise PredictError(f"{hm}: cannot be written")
-                        r["heatmap"] = str(hm)
-                        f.array = None
-                    explain_s += time.perf_counter() - te
+                if explain:                      # drawn once the predictions are written
+                    for f, r in zip(res.faces, recs):
+                        r["heatmap"] = str(out / "heatmaps" / f"{stem}_face{f.index}.png")
+                        r["heatmap_lrp"] = "toolbox"      # explain_faces: the paper composite, every quirk
+                    pending.append((res.faces, recs))
                 res.image = None
             records.extend(recs)
     finally:
         bar.close()
     wall = time.perf_counter() - t1
+    if unreadable and len(unreadable) == len(paths):
+        raise PredictError(f"none of the {len(paths)} image(s) could be read (first: "
+                           f"{records[0]['error']})")
     for key in no_face:
         print(f"{PROG}: note: no face found in {key}: predicted the whole image", file=sys.stderr)
     summary = {"images": len(paths), "faces": len(records), "seconds": wall, "load_seconds": load_s,
-               "explain_seconds": explain_s,
+               "explain_seconds": 0.0,
                "images_per_s": len(paths) / wall if wall > 0 else None,
                "faces_per_s": len(records) / wall if wall > 0 else None,
                "model": classifier.description, "nets": len(classifier.nets), "batch": batch,
                "device": classifier.device, "target": classifier.target, "labels": list(classifier.labels),
-               "no_face": no_face}
+               "no_face": no_face, "unreadable": unreadable}
     if out is not None:
         text = "[\n" + ",\n".join(" " + json.dumps(r) for r in records) + "\n]\n"   # one record per line
         (out / "predictions.json").write_text(text, encoding="utf-8")
         write_csv(out / "predictions.csv", records, classifier.labels)
+    if pending:
+        def write_heatmaps():
+            import cv2
+            te = time.perf_counter()
+            hbar = _progress(sum(len(faces) for faces, _ in pending), bool(getattr(args, "no_progress", False)))
+            try:
+                for faces, recs in pending:
+                    rels = explain_faces(classifier, np.stack([f.array for f in faces]), [r["label"] for r in recs])
+                    for f, r, rel in zip(faces, recs, rels):
+                        if not cv2.imwrite(r["heatmap"], heatmap_picture(f.array, rel, f"LRP {r['label_name']}")):
+                            raise PredictError(f"{r['heatmap']}: cannot be written")
+                        f.array = None
+                        hbar.update(1)
+            finally:
+                hbar.close()
+            summary["explain_seconds"] = time.perf_counter() - te
+        if defer_explain:
+            summary["write_heatmaps"] = write_heatmaps
+        else:
+            write_heatmaps()
     return records, summary
 
 
 def run_predict(args) -> int:
     """Entry point for ``run.py --predict`` (parsed options); prints the table, returns the exit code."""
     try:
-        records, summary = predict(args)
+        records, summary = predict(args, defer_explain=True)
     except PredictError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -860,15 +999,22 @@ def run_predict(args) -> int:
     print(f"Model: {summary['model']}")
     print(format_table(records, summary["target"]))
     rate = summary["images_per_s"] or 0.0
-    extra = f", LRP {summary['explain_seconds']:.1f} s" if summary["explain_seconds"] else ""
     print(f"\n{summary['images']} image(s), {summary['faces']} face(s) in {summary['seconds']:.2f} s "
           f"({rate:.2f} images/s, {summary['faces_per_s'] or 0.0:.2f} faces/s, "
           f"10 crops x {summary['nets']} net(s) each, "
-          f"batch {summary['batch']}, {summary['device']}{extra}; model loading {summary['load_seconds']:.1f} s)")
+          f"batch {summary['batch']}, {summary['device']}; model loading {summary['load_seconds']:.1f} s)")
     out = getattr(args, "out", None)
     if out:
-        print(f"Wrote {Path(out) / 'predictions.json'}, predictions.csv, annotated/"
-              + (", heatmaps/" if getattr(args, "explain", False) else ""))
+        print(f"Wrote {Path(out) / 'predictions.json'}, predictions.csv, annotated/", flush=True)
+    heatmaps = summary.pop("write_heatmaps", None)
+    if heatmaps is not None:
+        from converters.lrp import LRPError
+        try:
+            heatmaps()
+        except (PredictError, LRPError) as exc:     # the predictions above stay written
+            print(f"{PROG}: error: LRP heatmaps: {exc}", file=sys.stderr)
+            return 2
+        print(f"Wrote {Path(out) / 'heatmaps'}/ (LRP {summary['explain_seconds']:.1f} s)")
     return 0
 
 

@@ -198,11 +198,17 @@ def crop_outputs(model, images: torch.Tensor, input_size: int, output_blob: str,
                  memory_format=torch.contiguous_format) -> np.ndarray:
     """The 10-crop scoring step: float (B, C, H, W) images (mean already subtracted) -> the
     ``output_blob`` rows of their ``caffe.io.oversample`` crops as float32 (B, 10, K), one forward
-    pass of B x 10 crops.  :func:`evaluate` and ``run.py --predict`` both score through it."""
+    pass of B x 10 crops.  ``run.py --predict`` scores through it, :func:`evaluate` (which builds the
+    crops of the next batch ahead) through its :func:`crop_scores`."""
     crops = oversample(images, input_size, memory_format)  # (B, 10, C, S, S)
     b = crops.shape[0]
-    out = output_of(model, crops.reshape(b * N_CROPS, *crops.shape[2:]), output_blob)
-    return out.reshape(b, N_CROPS, -1).detach().float().cpu().numpy()
+    return crop_scores(model, crops.reshape(b * N_CROPS, *crops.shape[2:]), b, output_blob)
+
+
+def crop_scores(model, crops: torch.Tensor, n_images: int, output_blob: str) -> np.ndarray:
+    """One forward pass of ``n_images x 10`` crops (image-major) -> float32 (n_images, 10, K)."""
+    out = output_of(model, crops, output_blob)
+    return out.reshape(n_images, N_CROPS, -1).detach().float().cpu().numpy()
 
 
 def _all_blobs(model, x):
@@ -232,6 +238,48 @@ def strict_float32():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+def _check_images(imgs: np.ndarray, chunk, mean_shape) -> None:
+    if imgs.dtype != np.uint8:
+        raise ProtocolError(f"expected uint8 images, got {imgs.dtype}")
+    if imgs.shape[1:] != tuple(mean_shape):
+        raise ProtocolError(f"image {chunk[0][0]!r} has shape {imgs.shape[1:]} but the mean image has "
+                            f"{tuple(mean_shape)}: the full mean is subtracted before cropping")
+    if imgs.shape[2] != imgs.shape[3]:
+        raise ProtocolError(f"image {chunk[0][0]!r} is not square ({imgs.shape[2]}x{imgs.shape[3]}); "
+                            "the upstream single crop assumes square images")
+
+
+def oversample_minus_mean(imgs: np.ndarray, mean: np.ndarray, size: int, channels_last: bool = False) -> torch.Tensor:
+    """The protocol's net input for uint8 images (N, C, H, W) on the CPU: (N * 10, C, S, S) float32.
+
+    Equal value for value to :func:`oversample` of ``imgs - mean`` (each element is one float32
+    subtraction either way), in one pass: every crop is cut from the uint8 image and the matching
+    window of the mean, so the full-size float image is never built.  ``channels_last``: the result
+    has channels-last strides (the layout the converted TEST nets run in), without a further copy.
+    """
+    n, c, h, w = imgs.shape
+    if channels_last:
+        out = np.empty((n, N_CROPS, size, size, c), dtype=np.float32)
+        src, msrc = imgs.transpose(0, 2, 3, 1), mean.transpose(1, 2, 0)       # (N, H, W, C), (H, W, C)
+        col_axis = 3
+    else:
+        out = np.empty((n, N_CROPS, c, size, size), dtype=np.float32)
+        src, msrc = imgs, mean
+        col_axis = 4
+    half = N_CROPS // 2
+    for k, (r, col) in enumerate(crop_offsets(h, w, size)):
+        if channels_last:
+            crop, mcrop = src[:, r:r + size, col:col + size], msrc[r:r + size, col:col + size]
+        else:
+            crop, mcrop = src[:, :, r:r + size, col:col + size], msrc[:, r:r + size, col:col + size]
+        np.subtract(crop, mcrop, out=out[:, k], dtype=np.float32)
+        out[:, half + k] = np.flip(out[:, k], axis=col_axis - 1)
+    t = torch.from_numpy(out)
+    if channels_last:
+        t = t.permute(0, 1, 4, 2, 3)        # (N, 10, C, S, S) view with channels-last strides per crop
+    return t.reshape(n * N_CROPS, c, size, size)
+
+
 def evaluate(model, samples: Iterable, mean, input_size: int, output_blob: str, batch: int = 16,
              device="cpu", keep_crops: bool = False,
              progress: Callable[[int], None] | None = None) -> Predictions:
@@ -239,36 +287,47 @@ def evaluate(model, samples: Iterable, mean, input_size: int, output_blob: str, 
 
     ``batch`` images (10 x ``batch`` crops) go through the net per forward pass. ``mean`` is the
     (C, H, W) float32 mean image of the images' full size (BGR).  On CUDA, TF32 is switched off for
-    the duration (Caffe computes in full float32).
+    the duration (Caffe computes in full float32).  On the CPU the next batch's crops are built
+    (:func:`oversample_minus_mean`) in a helper thread while the net runs on the current one.
     """
     device = torch.device(device)
-    mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float32), device=device)
+    mean_np = np.ascontiguousarray(np.asarray(mean, dtype=np.float32))
+    mean_t = torch.as_tensor(mean_np, device=device) if device.type != "cpu" else None
     layout = input_layout(model)
-    keys, labels, probs, crops_kept = [], [], [], []
+    channels_last = layout == torch.channels_last
+
+    def prepare():
+        chunk = next(chunks, None)          # reading/decoding the samples happens here too
+        if chunk is None:
+            return None, None
+        imgs = np.stack([np.asarray(s[2]) for s in chunk])
+        _check_images(imgs, chunk, mean_np.shape)
+        if device.type == "cpu":
+            return chunk, oversample_minus_mean(imgs, mean_np, input_size, channels_last)
+        # mean subtraction on the full image in float32 (equal to upstream's float64 difference
+        # of a uint8 and a float32 value rounded to the float32 net input)
+        x = torch.from_numpy(imgs).to(device).to(torch.float32) - mean_t
+        crops = oversample(x, input_size, layout)
+        return chunk, crops.reshape(crops.shape[0] * N_CROPS, *crops.shape[2:])
+
+    keys, labels, probs = [], [], []
     seconds = 0.0
-    with torch.inference_mode(), strict_float32():
-        for chunk in _batches(samples, max(1, int(batch))):
-            imgs = np.stack([np.asarray(s[2]) for s in chunk])
-            if imgs.dtype != np.uint8:
-                raise ProtocolError(f"expected uint8 images, got {imgs.dtype}")
-            if imgs.shape[1:] != tuple(mean_t.shape):
-                raise ProtocolError(f"image {chunk[0][0]!r} has shape {imgs.shape[1:]} but the mean image has "
-                                    f"{tuple(mean_t.shape)}: the full mean is subtracted before cropping")
-            if imgs.shape[2] != imgs.shape[3]:
-                raise ProtocolError(f"image {chunk[0][0]!r} is not square ({imgs.shape[2]}x{imgs.shape[3]}); "
-                                    "the upstream single crop assumes square images")
-            t0 = time.perf_counter()
-            # mean subtraction on the full image in float32 (equal to upstream's float64 difference
-            # of a uint8 and a float32 value rounded to the float32 net input)
-            x = torch.from_numpy(imgs).to(device).to(torch.float32) - mean_t
-            out = crop_outputs(model, x, input_size, output_blob, layout)
-            b = out.shape[0]
-            seconds += time.perf_counter() - t0
-            probs.append(out)
+    chunks = _batches(samples, max(1, int(batch)))
+    with torch.inference_mode(), strict_float32(), _prefetcher(device.type == "cpu") as submit:
+        t0 = time.perf_counter()
+        pending = submit(prepare)
+        while True:
+            chunk, x = pending.result()
+            if chunk is None:
+                break
+            pending = submit(prepare)     # the next batch is read and cropped during this forward pass
+            b = len(chunk)
+            probs.append(crop_scores(model, x, b, output_blob))
             keys.extend(s[0] for s in chunk)
             labels.extend(int(s[1]) for s in chunk)
             if progress is not None:
                 progress(b)
+        seconds = time.perf_counter() - t0
     all_crops = np.concatenate(probs) if probs else np.zeros((0, N_CROPS, 0), np.float32)
     return Predictions(
         keys=keys, labels=np.asarray(labels, dtype=np.int64),
@@ -276,3 +335,26 @@ def evaluate(model, samples: Iterable, mean, input_size: int, output_blob: str, 
         prob_single=all_crops[:, CORNER_BOTTOM_RIGHT].copy(),
         prob_centre=all_crops[:, CENTRE].copy(),
         crops=all_crops if keep_crops else None, seconds=seconds)
+
+
+class _Done:
+    """An already computed result (the interface of a Future)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+@contextlib.contextmanager
+def _prefetcher(threaded: bool):
+    """``submit(prepare)`` -> a future of ``prepare()``.  ``threaded``: one helper thread (so calls run
+    one at a time, in order; numpy's copies release the GIL); else computed at once."""
+    if not threaded:
+        yield lambda prepare: _Done(prepare())
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="protocol-crops") as pool:
+        yield pool.submit

@@ -3,6 +3,7 @@
 published numbers beside the reproduced ones.
 
     python reproduce/run.py --table 2 --row m,w --lmdb DATA --weights MODELS
+    python reproduce/run.py --table 2 --row m,w --fetch [--dry-run] [--remote URL] [--data-dir DIR]
     python reproduce/run.py --list
     python reproduce/run.py --fetch-assets [--assets-mirror DIR_OR_URL]
 
@@ -25,10 +26,12 @@ import json  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
-from reproduce import demo, explain, grid, predict, protocol, report, sources, train  # noqa: E402
+from reproduce import demo, explain, fetch, grid, predict, protocol, report, sources, train  # noqa: E402
+from converters import ort_backend  # noqa: E402
 from reproduce.assets import ENV_MIRROR, ENV_ROOT, AssetError, AssetStore  # noqa: E402
 from reproduce.studies import add_study_arguments, run_study  # noqa: E402
 from reproduce.options import MissingInputs, UsageError, parse_folds, validate  # noqa: E402,F401
+from converters.outputs import OutputPathError, check_output_dir  # noqa: E402
 
 PROTOCOL_VERSION = 1  # bump when the scoring changes so cached fold results are recomputed
 DEFAULT_BATCH = {"adiencenet": 50, "caffenet": 25, "googlenet": 10, "vgg16": 4}  # images (x10 crops)
@@ -68,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch", type=int, help="images per forward pass, x10 crops "
                                                "(default per net: A 50, C 25, G 10, V 4)")
     run.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    run.add_argument("--backend", choices=("torch", "onnxruntime", "auto"), default="auto",
+                     help="inference engine: auto (default) = onnxruntime on the CPU when installed, else torch")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     misc = p.add_argument_group("other")
     misc.add_argument("--demo", action="store_true",
@@ -97,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image preprocessing (default protocol: 256x256, mean, centre crop)")
     predict.add_predict_arguments(p)
     train.add_train_arguments(p)
+    fetch.add_fetch_arguments(p)
     add_study_arguments(p)   # last: adds only options the parser lacks (reuses --init, --seed, ...)
     return p
 
@@ -184,6 +190,8 @@ def missing_message(cells, missing: list[str]) -> str:
     lines += [
         "",
         "Where the inputs go and where to get them:",
+        "  * all at once: add --fetch to this command; it downloads exactly the files these cells and folds",
+        f"    need from the shares below into {fetch.default_data_dir()} (--data-dir DIR; --dry-run lists them).",
         "  * test LMDBs (as the paper): download the LMDB archive from",
         f"      {sources.LINKS['lmdb']}",
         "    unpack it and pass --lmdb DIR, DIR holding lmdb/, lmdb_unaligned/ (and lmdb_mixed/) with",
@@ -252,6 +260,7 @@ class Runner:
         """(samples iterator, count or None, fingerprint)."""
         if self.args.lmdb:
             path = sources.lmdb_path(self.args.lmdb, cell.test, fold, cell.target)
+            fetch.check_recorded(path / "data.mdb")  # a fetched LMDB must still be the downloaded one
             return (sources.lmdb_samples(path), sources.lmdb_count(path),
                     {"lmdb": _file_stamp(path / "data.mdb")})
         lst = self.store.fold_list(cell.test, fold, cell.target, "test")
@@ -267,6 +276,7 @@ class Runner:
         cell, args = job.cell, self.args
         deploy, mean_file = self.deploy(cell), self.mean_file(cell, job.fold)
         samples, count, data_fp = self.data(cell, job.fold)
+        weights_sha256 = fetch.verified_sha256(job.weights)  # named in results.json; checked against a data manifest
         fingerprint = {"protocol": PROTOCOL_VERSION, "deploy_sha256": _sha256(deploy),
                        "weights": _file_stamp(job.weights), "mean_sha256": _sha256(mean_file),
                        "input_size": cell.input_size, "output_blob": cell.output_blob, **data_fp}
@@ -277,7 +287,7 @@ class Runner:
                 saved = json.loads(cache.read_text(encoding="utf-8"))
                 if saved.get("fingerprint") == fingerprint:
                     self.cached += 1
-                    return saved["result"]
+                    return {**saved["result"], "weights_sha256": weights_sha256}
             except (ValueError, KeyError):
                 pass  # unreadable cache entry: score again
 
@@ -286,6 +296,7 @@ class Runner:
         mean = read_mean(mean_file)
         model = converters.load_caffe(str(deploy), str(job.weights), phase="test")
         model.eval().to(args.device)
+        model = ort_backend.for_inference(model, args.backend, args.device, outputs=[cell.output_blob])
         batch = args.batch or DEFAULT_BATCH.get(cell.family, 10)
         bar = _bar(count, f"{cell.folder} fold {job.fold} iter {job.iteration}", args.no_progress)
         t0 = time.perf_counter()
@@ -296,7 +307,8 @@ class Runner:
         result = protocol.fold_metrics(preds, cell.n_classes)
         result = {"fold": job.fold, "iteration": job.iteration, **result,
                   "seconds": round(wall, 3), "forward_seconds": round(preds.seconds, 3),
-                  "weights": str(job.weights), "mean_file": str(mean_file), "deploy": str(deploy)}
+                  "weights": str(job.weights), "weights_sha256": weights_sha256, "mean_file": str(mean_file),
+                  "deploy": str(deploy)}
         self.images += len(preds)
         self.seconds += wall
         report.write_predictions(pred_file, preds)
@@ -396,17 +408,23 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
         if args.demo:
             return demo.main_demo(args=args)
+        if args.out:
+            # before any scoring: a bad --out must not lose the work at its last step
+            check_output_dir(args.out, "--out folder")
         code = run_study(args)          # None for the default study (the 2017 paper's tables)
         if code is not None:
             return code
         validate(args)
+        code = fetch.prepare(args)  # --fetch: download what the run needs, then --weights/--lmdb/--init point there
+        if code is not None:
+            return code
         if args.predict:
             return predict.run_predict(args)
         if args.train:
             return train.run_train(args, evaluate=run_table)
         if args.explain:
             return run_explain(args)
-    except (UsageError, grid.GridError) as exc:
+    except (UsageError, grid.GridError, AssetError, OutputPathError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     return run_table(args)
@@ -437,12 +455,17 @@ def run_table(args) -> int:
     except grid.GridError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except AssetError as exc:
+    except (AssetError, OutputPathError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
 
     filled = [c for c in cells if not c.empty]
     out = Path(args.out or f"out/table{args.table}")
+    try:
+        check_output_dir(out, "output folder")
+    except OutputPathError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     records = {}
     if filled:
         jobs, missing = plan(filled, args, folds)

@@ -1,24 +1,54 @@
 """Shared fixtures: where the real-Caffe oracle files and the upstream data live.
 
-Both sit in ``../shared`` beside the checkout; ``CAFFE_ORACLE_DIR`` and ``UPSTREAM_DIR``
-override the paths.  Tests that need them skip with the reason when they are absent.
+The Caffe oracle (golden files written by BVLC Caffe 1.0) is looked up in this order:
+
+1. ``CAFFE_ORACLE_DIR`` if set;
+2. ``../shared/caffe-oracle`` beside the checkout, when present (the full set, 62 MB);
+3. ``tests/data/caffe-oracle``, the mini set that ships with the repository (restored once per session
+   into a temporary folder with the full set's layout, every file checked against its sha256).
+
+So every oracle test runs on a clean clone; a test whose files only the full set has skips and names
+them (``need``).  The upstream data (``../shared/upstream``, override ``UPSTREAM_DIR``) are the paper
+repository's own files, which are never copied into this repository: tests needing them skip without.
 """
 import os
 from pathlib import Path
 
 import pytest
 
+import mini_oracle
+
 REPO = Path(__file__).resolve().parent.parent
-ORACLE = Path(os.environ.get("CAFFE_ORACLE_DIR", REPO.parent / "shared" / "caffe-oracle"))
+FULL_ORACLE = REPO.parent / "shared" / "caffe-oracle"
 UPSTREAM = Path(os.environ.get("UPSTREAM_DIR", REPO.parent / "shared" / "upstream"))
 UPSTREAM_REPO = UPSTREAM / "lapuschkin-2017"
 
 
+def oracle_source() -> Path:
+    """The oracle folder as chosen by the rules of the module docstring (possibly a packed mini set)."""
+    if os.environ.get("CAFFE_ORACLE_DIR"):
+        return Path(os.environ["CAFFE_ORACLE_DIR"])
+    if FULL_ORACLE.is_dir():
+        return FULL_ORACLE
+    return mini_oracle.MINI
+
+
 @pytest.fixture(scope="session")
-def oracle() -> Path:
-    if not ORACLE.is_dir():
-        pytest.skip(f"real-Caffe oracle files not found at {ORACLE} (set CAFFE_ORACLE_DIR)")
-    return ORACLE
+def oracle(tmp_path_factory) -> Path:
+    src = oracle_source()
+    if not src.is_dir():
+        pytest.skip(f"real-Caffe oracle files not found at {src} (CAFFE_ORACLE_DIR)")
+    if mini_oracle.is_packed(src):
+        return mini_oracle.restore(src, tmp_path_factory.mktemp("caffe-oracle"))
+    return src
+
+
+def need(oracle: Path, *relpaths: str) -> None:
+    """Skip, naming the files, when the oracle in use (the mini set) lacks some of them."""
+    missing = [rel for rel in relpaths if not (oracle / rel).exists()]
+    if missing:
+        pytest.skip(f"not in the mini Caffe oracle: {', '.join(missing)} (only in the full set: "
+                    f"put it at ../shared/caffe-oracle or set CAFFE_ORACLE_DIR)")
 
 
 @pytest.fixture(scope="session")

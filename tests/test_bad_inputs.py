@@ -233,10 +233,8 @@ def test_cli_inspect_one_line_exit_2(case, capsys):
     assert len(lines) == 1, err
     assert str(path) in lines[0] and "Traceback" not in err
     assert lines[0].startswith("python -m converters inspect: error: ")
-
-
-def test_many_bad_cases():
-    assert len(CASES) >= 20
+    for part in expected:
+        assert part in lines[0], (part, lines[0])
 
 
 # A few of the cases through a real interpreter, as a user runs it.

@@ -10,6 +10,7 @@ import pytest
 from converters import __main__ as cli
 from converters.cli import inspect as insp
 from converters.formats import write_weight_arrays
+from conftest import need
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -30,19 +31,20 @@ def rows(out):
     return [re.split(r"\s{2,}", line.strip()) for line in lines[start + 1:] if line.strip()]
 
 
-def test_detect_kind(oracle, upstream, tmp_path):
-    md = upstream / "model_definitions/age_net_definitions"
-    assert insp.detect_kind(md / "deploy.prototxt") == "net"
-    assert insp.detect_kind(md / "solver_test_fold_is_0.prototxt") == "solver"
+def test_detect_kind(oracle, tmp_path):
+    sgd = oracle / "solver/sgd_step_itersize2"
+    data = oracle / "solver/data"
+    assert insp.detect_kind(sgd / "train_val.prototxt") == "net"
+    assert insp.detect_kind(sgd / "solver.prototxt") == "solver"
     assert insp.detect_kind(oracle / "nets/caffenet_age/weights.caffemodel") == "caffemodel"
-    assert insp.detect_kind(oracle / "transform/mean.binaryproto") == "mean"
-    assert insp.detect_kind(oracle / "transform/lmdb_raw") == "lmdb"
-    assert insp.detect_kind(oracle / "transform/lmdb_raw/data.mdb") == "lmdb"
+    assert insp.detect_kind(data / "mean.binaryproto") == "mean"
+    assert insp.detect_kind(data / "lmdb_train") == "lmdb"
+    assert insp.detect_kind(data / "lmdb_train/data.mdb") == "lmdb"
     # content decides when the extension does not
     for src, kind in ((oracle / "nets/caffenet_age/weights.caffemodel", "caffemodel"),
-                      (oracle / "transform/mean.binaryproto", "mean"),
-                      (md / "solver_test_fold_is_0.prototxt", "solver"),
-                      (md / "deploy.prototxt", "net")):
+                      (data / "mean.binaryproto", "mean"),
+                      (sgd / "solver.prototxt", "solver"),
+                      (sgd / "train_val.prototxt", "net")):
         copy = tmp_path / f"file_{kind}.bin"
         copy.write_bytes(src.read_bytes())
         assert insp.detect_kind(copy) == kind
@@ -70,14 +72,9 @@ def test_inspect_deploy_shapes_and_weights(oracle, capsys):
     assert table["input"][2] == "Input" and table["input"][5] == "1x3x227x227"
     assert table["fc6"][6] == "150,592"  # 64 x 2352 + 64, from the caffemodel
     assert "parameters  180,552" in out
-    try:
-        from converters import infer_shapes  # noqa: F401
-    except Exception:
-        assert table["pool1"][5] == "?"
-    else:
-        # Caffe's ceil-mode pooling: 56 -> 28 -> 14 -> 7
-        assert table["pool1"][5] == "1x12x28x28" and table["pool5"][5] == "1x48x7x7"
-        assert table["prob"][5] == "1x8"
+    # Caffe's ceil-mode pooling: 56 -> 28 -> 14 -> 7
+    assert table["pool1"][5] == "1x12x28x28" and table["pool5"][5] == "1x48x7x7"
+    assert table["prob"][5] == "1x8"
 
 
 def test_inspect_without_shape_inference(oracle, capsys):
@@ -100,7 +97,9 @@ def test_inspect_solver(upstream, capsys):
     out = run(capsys, upstream / "model_definitions/age_net_definitions/solver_test_fold_is_0.prototxt")
     assert "lr_policy            step" in out
     assert "net                  train_val_test_fold_is_0.prototxt" in out
-    assert "solver_mode          GPU" in out and "base_lr              0.00100000005" in out
+    # the shortest decimal that reads back as the stored float32, not its double expansion
+    assert "solver_mode          GPU" in out and "base_lr              0.001\n" in out
+    assert "0.00100000005" not in out
 
 
 def test_inspect_mean(upstream, capsys):
@@ -109,10 +108,23 @@ def test_inspect_mean(upstream, capsys):
     assert "per channel B 78.5961, G 88.0108, R 115.0881" in out
 
 
-def test_inspect_lmdb(oracle, capsys):
+def test_inspect_encoded_lmdb(oracle, capsys):
+    need(oracle, "transform/lmdb_png")
     out = run(capsys, oracle / "transform/lmdb_png")
     assert "entries      8" in out and "datum shape  3x256x256" in out
     assert "labels       0: 2, 1: 3, 2: 2, 6: 1" in out and "encoded      8 of 8" in out
+
+
+def test_inspect_raw_lmdb(oracle, capsys):
+    """convert_imageset's raw-Datum LMDB of the solver data: count, shape and label histogram as
+    Caffe wrote them (lmdb_arrays.npz is pycaffe's reading of the same LMDB)."""
+    ref = np.load(oracle / "solver/data/lmdb_arrays.npz")
+    out = run(capsys, oracle / "solver/data/lmdb_train")
+    n, c, h, w = ref["arrays"].shape
+    labels, counts = np.unique(ref["labels"], return_counts=True)
+    assert f"entries      {n}" in out and f"datum shape  {c}x{h}x{w}" in out
+    assert "labels       " + ", ".join(f"{int(k)}: {int(v)}" for k, v in zip(labels, counts)) in out
+    assert "encoded      0 of " in out
 
 
 def test_inspect_written_caffemodel_without_extension(tmp_path, capsys):
@@ -133,7 +145,8 @@ def test_help_lists_inspect(capsys):
 def test_real_entry_point(oracle):
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     res = subprocess.run([sys.executable, "-m", "converters", "inspect",
-                          str(oracle / "transform/mean.binaryproto")],
+                          str(oracle / "solver/data/mean.binaryproto")],
                          capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert res.returncode == 0, res.stderr
-    assert "per channel B 114.4582" in res.stdout
+    mean = np.load(oracle / "solver/data/mean.npy").astype(np.float64)   # pycaffe's reading of the file
+    assert f"per channel B {mean[0].mean():.4f}, G {mean[1].mean():.4f}, R {mean[2].mean():.4f}" in res.stdout

@@ -11,6 +11,7 @@ import torch
 import converters
 from converters.__main__ import main
 from converters.formats import CaffeFormatError, blob_shape, read_weights
+from conftest import need
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,8 +37,10 @@ def test_convert_cli_round_trip(oracle, tmp_path, capsys):
     assert model.output_names == ["prob"] and model.input_shapes == {"data": (1, 3, 227, 227)}
 
 
-def test_save_caffemodel_round_trip(oracle, tmp_path):
-    folder = oracle / "nets/googlenet_age"
+@pytest.mark.parametrize("net", ["caffenet_age", "googlenet_age"])
+def test_save_caffemodel_round_trip(oracle, tmp_path, net):
+    need(oracle, f"nets/{net}/weights.caffemodel")
+    folder = oracle / "nets" / net
     model = converters.load_caffe(folder / "deploy.prototxt", folder / "weights.caffemodel")
     converters.save_caffemodel(model, tmp_path / "again.caffemodel")
     written = read_weights(tmp_path / "again.caffemodel")
@@ -67,11 +70,11 @@ def test_convert_cli_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.prototxt"
     bad.write_text('name: "x"\nlayer { name: "a" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 } } }\n'
                    'layer { name: "p" type: "Python" bottom: "data" top: "b" }\n'
-                   'layer { name: "q" type: "Proposal" bottom: "b" top: "c" }\n')
+                   'layer { name: "q" type: "Region" bottom: "b" top: "c" }\n')
     rc = main(["convert", str(bad), "-o", str(tmp_path / "m.pt")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err
-    assert "'p' (Python)" in err and "'q' (Proposal)" in err
+    assert "'p' (Python)" in err and "'q' (Region)" in err
     rc = main(["convert", str(tmp_path / "missing.prototxt"), "-o", str(tmp_path / "m.pt")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "missing.prototxt" in err and "\n" not in err
@@ -96,3 +99,14 @@ def test_python_dash_m_converters_convert(oracle, tmp_path):
     assert proc.returncode == 0, proc.stderr
     model = converters.load_converted(tmp_path / "a.pt")
     assert model.input_shapes == {"data": (2, 3, 227, 227)} and model.blob_shapes["pool5"] == (2, 48, 7, 7)
+
+
+@pytest.mark.parametrize("argv0,prog", [("/usr/local/bin/caffe-convert", "caffe-convert"),
+                                        ("/x/converters/__main__.py", "python -m converters")])
+def test_usage_and_errors_carry_the_name_it_was_called_by(monkeypatch, capsys, argv0, prog):
+    monkeypatch.setattr(sys, "argv", [argv0])
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert capsys.readouterr().out.startswith(f"usage: {prog} [-h]")
+    assert main(["inspect", "/nonexistent/weights.caffemodel"]) == 2
+    assert capsys.readouterr().err.startswith(f"{prog} inspect: error: /nonexistent/weights.caffemodel")

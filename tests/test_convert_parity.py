@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import converters
+from conftest import need
 
 NETS = ["adiencenet_age", "adiencenet_gender", "caffenet_age", "googlenet_age", "vgg16_gender"]
 RTOL, ATOL = 1e-4, 1e-5
@@ -32,12 +33,12 @@ def _compare(blobs: dict, reference: dict, net: str) -> tuple[float, str]:
     return worst, worst_name
 
 
-def _run(oracle, net, caffemodel="weights.caffemodel", folder=None, channels_last=False):
+def _run(oracle, net, caffemodel="weights.caffemodel", folder=None, channels_last=None):
+    """Forward pass of an oracle net; ``channels_last`` None = load_caffe's default layout."""
     folder = oracle / "nets" / (folder or net)
-    model = converters.load_caffe(folder / "deploy.prototxt", folder / caffemodel)
+    need(oracle, f"nets/{folder.name}/{caffemodel}", f"nets/{net}/input.npy")
+    model = converters.load_caffe(folder / "deploy.prototxt", folder / caffemodel, channels_last=channels_last)
     assert model.missing_weights == []
-    if channels_last:
-        model.use_channels_last()
     x = torch.from_numpy(np.load(oracle / "nets" / net / "input.npy"))
     with torch.inference_mode():
         blobs = model.forward_blobs({"data": x})
@@ -47,6 +48,7 @@ def _run(oracle, net, caffemodel="weights.caffemodel", folder=None, channels_las
 @pytest.mark.parametrize("net", NETS)
 def test_net_matches_caffe(oracle, net, capsys):
     folder = oracle / "nets" / net
+    need(oracle, f"nets/{net}/weights.caffemodel", f"nets/{net}/blobs.npz")
     fixture = json.loads((folder / "fixture.json").read_text())
     model, blobs = _run(oracle, net)
     ref_blobs = dict(np.load(folder / "blobs.npz"))
@@ -90,6 +92,7 @@ def test_v1_caffemodel_equals_new_caffemodel(oracle, capsys):
 def test_batch_rows_match_caffe_batch(oracle):
     """A net declared with batch 10 runs any batch size; rows equal Caffe's rows."""
     folder = oracle / "nets/adiencenet_gender"
+    need(oracle, "nets/adiencenet_gender/weights.caffemodel")
     model = converters.load_caffe(folder / "deploy.prototxt", folder / "weights.caffemodel")
     assert model.input_shapes == {"data": (10, 3, 227, 227)}
     x = np.load(folder / "input.npy")
@@ -99,9 +102,18 @@ def test_batch_rows_match_caffe_batch(oracle):
     assert np.abs(prob - ref[3:6]).max() <= RTOL * np.abs(ref).max() + ATOL
 
 
-def test_channels_last_is_exact_too(oracle):
-    """The faster channels-last layout keeps Caffe's values (LRN, grouped conv, ceil pooling)."""
-    folder = oracle / "nets/caffenet_age"
-    _, blobs = _run(oracle, "caffenet_age", channels_last=True)
-    _compare(blobs, dict(np.load(folder / "blobs.npz")), "caffenet_age (channels_last)")
-    _compare(blobs, dict(np.load(folder / "outputs.npz")), "caffenet_age (channels_last)")
+@pytest.mark.parametrize("net", ["caffenet_age", "adiencenet_age"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_channels_last_is_exact_too(oracle, net, channels_last):
+    """Both memory layouts keep Caffe's values on whole nets (LRN, grouped conv, ceil pooling).
+    load_caffe picks channels-last by default in the TEST phase; ``channels_last=False`` forces
+    the plain NCHW layout, and the blobs show which layout really ran."""
+    folder = oracle / "nets" / net
+    model, blobs = _run(oracle, net, channels_last=channels_last)
+    assert model.input_memory_format == (torch.channels_last if channels_last else None)
+    conv1 = blobs["conv1"]
+    assert conv1.is_contiguous(memory_format=torch.channels_last) is channels_last
+    assert conv1.is_contiguous() is not channels_last
+    _compare(blobs, dict(np.load(folder / "blobs.npz")), f"{net} ({'channels_last' if channels_last else 'NCHW'})")
+    _compare(blobs, dict(np.load(folder / "outputs.npz")), f"{net} ({'channels_last' if channels_last else 'NCHW'})")
+    assert model.output_names == ["prob"] and model.input_shapes == {"data": (1, 3, 227, 227)}

@@ -6,10 +6,12 @@ from google.protobuf import text_format
 from converters.formats import filter_net, read_net
 from converters.proto import caffe_pb2 as pb
 from converters.solver.data_layer import DataLayer, DataLayerError, DataTransformer, data_layers
+from conftest import need
 
 
 @pytest.mark.parametrize("source", ["lmdb_raw", "lmdb_png"])
 def test_test_phase_transform_equals_caffe(oracle, source):
+    need(oracle, f"transform/{source}", "transform/data_test.npy")
     folder = oracle / "transform"
     net = filter_net(read_net(folder / "train_val.prototxt"), "test")
     net.layer[0].data_param.source = source
@@ -23,6 +25,7 @@ def test_test_phase_transform_equals_caffe(oracle, source):
 
 
 def test_train_phase_crops_and_mirrors_inside_caffe_ranges(oracle):
+    need(oracle, "transform/lmdb_raw", "transform/lmdb_arrays.npz")
     folder = oracle / "transform"
     net = filter_net(read_net(folder / "train_val.prototxt"), "train")
     (layer,) = data_layers(net, "train", root=folder, seed=3)

@@ -1,6 +1,5 @@
 """The offline demo (reproduce.demo): the whole pipeline on SYNTHETIC data, end to end, fast."""
 import json
-import time
 
 import cv2
 import numpy as np
@@ -16,14 +15,12 @@ ITERS = 300
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    t0 = time.perf_counter()
     data = demo.run_demo(out, folds=FOLDS, iters=ITERS, progress=False)
-    return out, data, time.perf_counter() - t0
+    return out, data
 
 
-def test_two_folds_finish_fast_and_learn_far_above_chance(run):
-    out, data, seconds = run
-    assert seconds < 60, f"2-fold demo took {seconds:.1f} s"
+def test_two_folds_learn_far_above_chance(run):   # its wall time: benchmarks/demo.py
+    out, data = run
     cells = {c["target"]: c for c in data["cells"]}
     assert set(cells) == {"age", "gender"}
     age, gender = cells["age"], cells["gender"]
@@ -35,7 +32,7 @@ def test_two_folds_finish_fast_and_learn_far_above_chance(run):
 
 
 def test_results_are_labelled_synthetic_with_the_paper_beside(run):
-    out, data, _ = run
+    out, data = run
     saved = json.loads((out / "results.json").read_text())
     assert saved["SYNTHETIC"] is True and "SYNTHETIC" in saved["note"]
     assert saved["generated_by"] == "reproduce/demo.py"
@@ -58,7 +55,7 @@ def test_results_are_labelled_synthetic_with_the_paper_beside(run):
 
 
 def test_pipeline_artefacts_follow_the_upstream_layout(run):
-    out, _, _ = run
+    out, _ = run
     assert (out / "adience" / "fold_0_data.txt").is_file() and (out / "adience" / "aligned").is_dir()
     for k in FOLDS:
         lists = out / "folds" / "train_val_txt_files_per_fold" / f"test_fold_is_{k}"

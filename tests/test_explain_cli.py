@@ -88,10 +88,15 @@ def test_explain_predicted_class_demonstrator_preprocessing_and_options(tmp_path
     (["--eps", "-1"], "--eps must be >= 0"),
     (["--flat-upto", "no_such_layer"], "no_such_layer"),
     (["--composite", "nope"], "unknown composite 'nope'"),
+    (["--no-quirk", "nope"], "unknown quirk 'nope'"),
+    (["--mean-value", "1,2"], "--mean-value: expected B,G,R"),
+    (["--labels", "a,b,c"], "--labels: 3 names for a start layer (fc8_agexgender) with 8 outputs"),
+    (["--labels", "nofile"], "is neither a file nor comma-separated names"),
 ])
 def test_explain_user_errors_exit_2_with_one_line(tmp_path, face, caffenet, capsys, extra, message):
     prototxt, weights, mean = caffenet
-    rc = main(["explain", str(prototxt), str(weights), str(face), "--out", str(tmp_path / "o")] + extra)
+    rc = main(["explain", str(prototxt), str(weights), str(face), "--out", str(tmp_path / "o"),
+               "--mean-value", "104,117,123"] + extra)
     err = capsys.readouterr().err
     assert rc == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -103,7 +108,7 @@ def test_explain_missing_or_unreadable_image(tmp_path, caffenet, capsys):
     bad.write_bytes(b"not an image")
     for path, message in ((tmp_path / "missing.jpg", "missing.jpg: No such file"),
                           (bad, "cannot be read as an image")):
-        rc = main(["explain", str(prototxt), str(weights), str(path), "--out", str(tmp_path / "o")])
+        rc = main(["explain", str(prototxt), str(weights), str(path), "--out", str(tmp_path / "o"), "--mean-value", "1,2,3"])
         err = capsys.readouterr().err
         assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
 
@@ -111,7 +116,72 @@ def test_explain_missing_or_unreadable_image(tmp_path, caffenet, capsys):
 def test_explain_as_a_subprocess(tmp_path, face, caffenet):
     prototxt, weights, mean = caffenet
     proc = subprocess.run([sys.executable, "-m", "converters", "explain", str(prototxt), str(weights), str(face),
-                           "--out", str(tmp_path / "sp"), "--class", "99"],
+                           "--out", str(tmp_path / "sp"), "--class", "99", "--mean-value", "104,117,123"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.startswith("python -m converters explain: error:") and "out of range" in proc.stderr
+
+
+def test_explain_mean_value_labels_variant_and_the_no_mean_warning(tmp_path, face, caffenet, capsys):
+    prototxt, weights, _ = caffenet
+    labels = tmp_path / "ages.txt"
+    labels.write_text("\n".join(f"age{i}" for i in range(8)) + "\n")
+    rc = main(["explain", str(prototxt), str(weights), str(face), "--mean-value", "104,117,123", "--labels",
+               str(labels), "--class", "5", "--out", str(tmp_path / "a")])
+    cap = capsys.readouterr()
+    assert rc == 0 and cap.err == "" and "class 5 (age5)" in cap.out and "toolbox LRP" in cap.out
+    record = json.loads((tmp_path / "a" / "face_relevance.json").read_text())
+    assert record["label"] == "age5" and record["mean"] == "B,G,R = 104,117,123"
+    assert record["variant"] == "toolbox" and all(record["quirks"].values())
+    # --mean-value is a constant mean image of the resize size: the same input as the API gets
+    from converters import load_caffe
+    from converters.lrp import explain, paper_composite
+    from converters.lrp.image import prepare
+    mean = np.broadcast_to(np.array([104, 117, 123], np.float32)[:, None, None], (3, 256, 256))
+    x, _ = prepare(face, 227, mean)
+    want = explain(load_caffe(prototxt, weights), torch.from_numpy(x), 5, paper_composite(0)).relevance[0].numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "a" / "face_relevance.npy"), want, rtol=1e-5,
+                               atol=1e-6 * np.abs(want).max())
+    # no mean: one warning line on stderr, still a heatmap; the corrected variant is recorded
+    rc = main(["explain", str(prototxt), str(weights), str(face), "--out", str(tmp_path / "b"), "-q",
+               "--variant", "corrected", "--no-quirk", "group0_bias", "--labels", ",".join("abcdefgh")])
+    err = capsys.readouterr().err
+    assert rc == 0 and len(err.strip().splitlines()) == 1 and "warning: no --mean or --mean-value" in err
+    record = json.loads((tmp_path / "b" / "face_relevance.json").read_text())
+    assert record["variant"] == "corrected" and record["mean"] is None and record["label"] in "abcdefgh"
+    assert record["composite"]["params"]["flat_mode"] == "normalized"
+
+
+TINY_PROD = """name: "prod"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 16 dim: 16 }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+        convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "xavier" } } }
+layer { name: "relu" type: "ReLU" bottom: "conv" top: "conv" }
+layer { name: "sq" type: "Eltwise" bottom: "conv" bottom: "conv" top: "sq" eltwise_param { operation: PROD } }
+layer { name: "fc" type: "InnerProduct" bottom: "sq" top: "fc"
+        inner_product_param { num_output: 2 weight_filler { type: "xavier" } } }
+layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+"""
+
+
+def test_predict_explain_writes_predictions_and_table_first_then_lrp_error_is_one_line(tmp_path, face, capsys):
+    """run.py --predict --explain: predictions.json/CSV and the table come before the heatmaps, so an
+    LRP failure (Eltwise PROD has no rule) leaves them written and is one line with exit 2."""
+    import converters
+    from reproduce import predict
+    proto = tmp_path / "prod.prototxt"
+    proto.write_text(TINY_PROD)
+    weights = tmp_path / "prod.caffemodel"
+    converters.save_caffemodel(converters.load_caffe(str(proto)), weights)
+    out = tmp_path / "out"
+    rc = predict.main_predict([str(face), "--deploy", str(proto), "--caffemodel", str(weights), "--mean-value",
+                               "104,117,123", "--resize", "20", "--explain", "--out", str(out), "--no-progress"])
+    cap = capsys.readouterr()
+    assert rc == 2, cap.err
+    assert "face.png" in cap.out and "predictions.json" in cap.out            # the table was printed
+    (rec,) = json.loads((out / "predictions.json").read_text())
+    assert (out / "predictions.csv").is_file() and rec["heatmap"].endswith("face_face0.png")
+    assert rec["heatmap_lrp"] == "toolbox"
+    assert cap.err.count("\n") == 1 and "LRP heatmaps:" in cap.err and "Eltwise PROD" in cap.err
+    assert "Traceback" not in cap.err

@@ -1,5 +1,4 @@
 """The wire-format caffemodel reader/writer (converters.formats.fastweights) against protobuf."""
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,9 @@ from converters.proto import caffe_pb2 as pb
 
 def oracle_caffemodels(oracle):
     files = sorted(oracle.glob("**/*.caffemodel"))
-    assert len(files) >= 7
+    assert {"nets/caffenet_age/weights.caffemodel", "nets/adiencenet_age/weights.caffemodel",
+            "nets/v1_caffemodel/weights_v1.caffemodel", "solver/sgd_step_itersize2/init.caffemodel"} <= {
+        p.relative_to(oracle).as_posix() for p in files}
     return files
 
 
@@ -148,16 +149,13 @@ def test_oracle_round_trip_through_fast_writer(oracle, tmp_path):
         assert_same_arrays(read_weight_arrays(out), read_weight_arrays(path))
 
 
-def test_array_to_blob_and_blob_to_array_avoid_python_lists():
-    # 20M floats: through Python lists this takes several seconds; wire bytes ~0.1 s
+def test_array_to_blob_and_blob_to_array_round_trip_large_arrays():
+    # 20M floats (their speed: benchmarks/blob_codec.py)
     arr = np.random.default_rng(1).standard_normal(20_000_000, dtype=np.float32).reshape(5000, 4000)
-    t = time.perf_counter()
     blob = array_to_blob(arr)
     back = blob_to_array(blob)
-    elapsed = time.perf_counter() - t
     assert back.shape == (5000, 4000) and np.array_equal(back, arr)
     assert tuple(blob.shape.dim) == (5000, 4000) and len(blob.data) == arr.size
-    assert elapsed < 4.0, f"array_to_blob + blob_to_array of 20M floats took {elapsed:.2f} s"
     legacy = array_to_blob(arr[:3, :5], legacy=True)
     assert (legacy.num, legacy.channels, legacy.height, legacy.width) == (1, 1, 3, 5)
     assert not legacy.HasField("shape")

@@ -9,11 +9,13 @@ from converters.formats import (CaffeFormatError, shared_env, array_to_datum, co
                                 convert_imageset, iter_lmdb, lmdb_info, read_imageset_list,
                                 read_mean, write_lmdb, write_mean)
 from converters.proto import caffe_pb2 as pb
+from conftest import need
 
 
 @pytest.fixture(scope="module")
 def transform(oracle):
     folder = oracle / "transform"
+    need(oracle, "transform/lmdb_arrays.npz", "transform/images", "transform/lmdb_raw", "transform/lmdb_png")
     ref = np.load(folder / "lmdb_arrays.npz")
     fixture = json.loads((folder / "fixture.json").read_text())
     return folder, {k: ref[k] for k in ref.files}, fixture
@@ -170,6 +172,23 @@ def test_convert_imageset_refuses_existing_output(transform, tmp_path):
                      overwrite=True, progress=False)
     assert lmdb_info(tmp_path / "db").count == 8
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db"]  # no temporary folders left
+
+
+def test_solver_data_lmdb_and_mean_equal_caffe(oracle, tmp_path):
+    """The solver's training LMDB (convert_imageset, raw Datums) and its compute_image_mean file:
+    parsed exactly as pycaffe read them, and our compute_image_mean writes the same bytes."""
+    folder = oracle / "solver" / "data"
+    ref = np.load(folder / "lmdb_arrays.npz")
+    keys, labels, arrays = _read_all(folder / "lmdb_train")
+    assert keys == [str(k) for k in ref["keys"]]
+    assert np.array_equal(labels, ref["labels"]) and np.array_equal(arrays, ref["arrays"])
+    info = lmdb_info(folder / "lmdb_train")
+    assert info.count == len(keys) and not info.encoded
+    caffe_mean = read_mean(folder / "mean.binaryproto")
+    assert np.array_equal(caffe_mean, np.load(folder / "mean.npy"))
+    ours = compute_image_mean(folder / "lmdb_train", tmp_path / "mean.binaryproto")
+    assert np.array_equal(ours, caffe_mean)
+    assert (tmp_path / "mean.binaryproto").read_bytes() == (folder / "mean.binaryproto").read_bytes()
 
 
 def test_imageset_list_rules(tmp_path):

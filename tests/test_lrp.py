@@ -153,8 +153,8 @@ def test_conservation_without_biases_every_layer_and_overall():
         np.testing.assert_allclose(entry["relevance_bottom"], entry["relevance_top"], rtol=1e-9,
                                    err_msg=f"{entry['name']} ({entry['rule']})")
     names = {e["name"]: e["rule"] for e in record["layers"]}
-    assert names["conv1"] == "Flat(mode='normalized')" and names["a/3x3"] == "AlphaBeta(alpha=2.0, beta=1.0)"
-    assert names["pool1"] == "WinnerTakesAll()" and names["pool2"].startswith("Proportional(")
+    assert names["conv1"] == "Flat(mode='normalized')" and names["a/3x3"].startswith("AlphaBeta(alpha=2.0, beta=1.0")
+    assert names["pool1"] == "WinnerTakesAll()" and names["pool2"].startswith("AveragePooling(")
     assert names["a/out"] == "ConcatSplit()" and names["drop3"] == "Pass()" and "prob" not in names
 
 
@@ -230,23 +230,34 @@ def test_alpha_beta_grouped_strided_conv_matches_a_reference_by_autograd():
               torch.randn(2, 6, 9, 9, generator=g, dtype=torch.float64)):        # both signs (first layer)
         y = conv(x)
         r = torch.randn(y.shape, generator=g, dtype=torch.float64)
-        (got,) = AlphaBeta(2, 1)(conv, [x], [y], [r])
-        # reference: the four sign cases as separate convolutions, transposed by autograd
-        w, b = conv.weight.detach(), conv.bias.detach()
-        xp, xn = x.clamp(min=0).requires_grad_(), x.clamp(max=0).requires_grad_()
+        for group0_bias in (False, True):
+            (got,) = AlphaBeta(2, 1, group0_bias=group0_bias)(conv, [x], [y], [r])
+            b = conv.bias.detach()
+            if group0_bias:          # the toolbox: output j of group g uses b[j - g * 6 / 3]
+                b = torch.stack([b[j % 2] for j in range(6)])
+            torch.testing.assert_close(got, _four_sign_reference(x, conv.weight.detach(), b, r))
+    # the quirk changes the result (non-zero biases differ between groups)
+    assert not torch.allclose(AlphaBeta(2, 1, group0_bias=True)(conv, [x], [y], [r])[0],
+                              AlphaBeta(2, 1, group0_bias=False)(conv, [x], [y], [r])[0])
 
-        def c(inp, weight, bias=None):
-            return torch.nn.functional.conv2d(inp, weight, bias, 2, 1, 1, 3)
-        with torch.enable_grad():
-            pos = [c(xp, w.clamp(min=0), b.clamp(min=0)), c(xn, w.clamp(max=0))]
-            neg = [c(xp, w.clamp(max=0), b.clamp(max=0)), c(xn, w.clamp(min=0))]
-            zp, zn = pos[0] + pos[1], neg[0] + neg[1]
-            sp = torch.where(zp > 0, r / zp, torch.zeros_like(r)).detach()
-            sn = torch.where(zn < 0, r / zn, torch.zeros_like(r)).detach()
-            gp = torch.autograd.grad((pos[0] * sp).sum() + (pos[1] * sp).sum(), [xp, xn])
-            gn = torch.autograd.grad((neg[0] * sn).sum() + (neg[1] * sn).sum(), [xp, xn])
-        want = 2 * (xp * gp[0] + xn * gp[1]) - 1 * (xp * gn[0] + xn * gn[1])
-        torch.testing.assert_close(got, want.detach())
+
+def _four_sign_reference(x, w, b, r):
+    """alpha 2 / beta 1 by its definition: the four sign cases as separate convolutions (stride 2,
+    pad 1, group 3), transposed by autograd."""
+    xp, xn = x.clamp(min=0).requires_grad_(), x.clamp(max=0).requires_grad_()
+
+    def c(inp, weight, bias=None):
+        return torch.nn.functional.conv2d(inp, weight, bias, 2, 1, 1, 3)
+    with torch.enable_grad():
+        pos = [c(xp, w.clamp(min=0), b.clamp(min=0)), c(xn, w.clamp(max=0))]
+        neg = [c(xp, w.clamp(max=0), b.clamp(max=0)), c(xn, w.clamp(min=0))]
+        zp, zn = pos[0] + pos[1], neg[0] + neg[1]
+        sp = torch.where(zp > 0, r / zp, torch.zeros_like(r)).detach()
+        sn = torch.where(zn < 0, r / zn, torch.zeros_like(r)).detach()
+        gp = torch.autograd.grad((pos[0] * sp).sum() + (pos[1] * sp).sum(), [xp, xn])
+        gn = torch.autograd.grad((neg[0] * sn).sum() + (neg[1] * sn).sum(), [xp, xn])
+    want = 2 * (xp * gp[0] + xn * gp[1]) - 1 * (xp * gn[0] + xn * gn[1])
+    return want.detach()
 
 
 def test_flat_toolbox_weights_vs_normalized():
@@ -331,7 +342,7 @@ def test_rules_per_layer_index_and_name():
                       (LayerMatch(types=("InnerProduct",)), Epsilon())])
     rules = {e["name"]: e["rule"] for e in explain(model, x, 0, comp).record["layers"]}
     assert rules["conv1"] == "Flat(mode='toolbox')"
-    assert rules["a/3x3"] == "Epsilon(eps=0.5)" and rules["a/1x1"] == "AlphaBeta(alpha=2.0, beta=1.0)"
+    assert rules["a/3x3"] == "Epsilon(eps=0.5)" and rules["a/1x1"].startswith("AlphaBeta(alpha=2.0, beta=1.0")
     assert rules["norm1"] == "LRNIdentity()"                  # the default when the composite names none
 
 
@@ -358,6 +369,8 @@ def test_caffe_layer_indices_follow_caffe_including_inserted_splits(oracle):
                                                  ("googlenet_age", 4, "loss3/classifier_agexgender"),
                                                  ("vgg16_gender", 9, "fc8-gender")])
 def test_paper_composite_on_reduced_oracle_nets(oracle, net, flat_upto, start):
+    from conftest import need
+    need(oracle, f"nets/{net}/weights.caffemodel", f"nets/{net}/input.npy")
     folder = oracle / "nets" / net
     model = load_caffe(folder / "deploy.prototxt", folder / "weights.caffemodel")
     x = torch.from_numpy(np.load(folder / "input.npy"))
@@ -372,15 +385,23 @@ def test_paper_composite_on_reduced_oracle_nets(oracle, net, flat_upto, start):
         if entry["type"] in ("Convolution", "InnerProduct") and entry["index"] <= flat_upto:
             assert entry["rule"] == "Flat(mode='toolbox')", entry
         elif entry["type"] == "Convolution":
-            assert entry["rule"] == "AlphaBeta(alpha=2.0, beta=1.0)", entry
+            assert entry["rule"] == "AlphaBeta(alpha=2.0, beta=1.0, group0_bias=True)", entry
         elif entry["type"] == "InnerProduct":
             assert entry["rule"] == "Epsilon(eps=0.1)", entry
         elif entry["type"] == "LRN":
             assert entry["rule"] == "LRNTaylor()"
         elif entry["type"] == "Concat":
             np.testing.assert_allclose(entry["relevance_bottom"], entry["relevance_top"], rtol=1e-5)
-    # GoogLeNet: the auxiliary heads get no relevance
-    assert not any(e["name"].startswith(("loss1/", "loss2/")) for e in record["layers"])
+    # GoogLeNet: the toolbox visits the auxiliary heads (their Softmax injects the probabilities),
+    # the corrected variant does not
+    aux = [e for e in record["layers"] if e["name"].startswith(("loss1/", "loss2/"))]
+    assert bool(aux) == (net == "googlenet_age") and record["variant"] == "toolbox"
+    if aux:
+        soft = [e for e in aux if e["type"] == "Softmax"]
+        assert len(soft) == 2 and all(abs(e["relevance_bottom"][0] - 1) < 1e-5 for e in soft)
+        corrected = explain(model, x, "predicted", paper_composite(flat_upto=flat_upto, variant="corrected")).record
+        assert not any(e["name"].startswith(("loss1/", "loss2/")) for e in corrected["layers"])
+        assert corrected["variant"] == "corrected"
     rgb = render.colorize(relevance[0], "black-firered")
     assert rgb.shape == x.shape[2:] + (3,) and rgb.dtype == np.uint8
 

@@ -41,6 +41,9 @@ def test_parsing_helpers(tmp_path):
 
 
 def test_explain_cells_on_fold_models(oracle, tmp_path, faces):
+    from conftest import need
+    need(oracle, *(f"protocol/models/{m}/models_test_is_{k}/weights.caffemodel"
+                   for m in ("age_fromscratch_caffereference", "gender_net_definitions") for k in (0, 3)))
     proto = oracle / "protocol"
     cells = [grid.cell(2, "i", "C"), grid.cell(3, "i", "A")]
     out = tmp_path / "explain"
@@ -65,16 +68,17 @@ def test_explain_cells_on_fold_models(oracle, tmp_path, faces):
     assert (out / "panel.png").is_file()
     saved = json.loads((out / "explain.json").read_text())
     assert saved["images"] == [str(faces[0]), str(faces[1])] and len(saved["cells"]) == 2
+    assert saved["variant"] == "toolbox" and rec["variant"] == "toolbox" and all(rec["quirks"].values())
 
 
 def test_explain_cells_true_class_and_missing_inputs(oracle, tmp_path, faces):
     proto = oracle / "protocol"
     cell = grid.cell(3, "i", "A")
-    summary = explain_cells([cell], [(faces[0], 1)], proto / "models", folds=[1], out_dir=tmp_path / "t",
+    summary = explain_cells([cell], [(faces[0], 1)], proto / "models", folds=[0], out_dir=tmp_path / "t",
                             class_mode="true", means_dir=proto, weights_name="weights.caffemodel")
-    assert summary["cells"][0]["folds"][1]["images"]["face0"]["class"] == 1
+    assert summary["cells"][0]["folds"][0]["images"]["face0"]["class"] == 1
     with pytest.raises(ExplainError, match="needs the image's label"):
-        explain_cells([cell], [faces[0]], proto / "models", folds=[1], out_dir=tmp_path / "t2", class_mode="true",
+        explain_cells([cell], [faces[0]], proto / "models", folds=[0], out_dir=tmp_path / "t2", class_mode="true",
                       means_dir=proto, weights_name="weights.caffemodel")
     with pytest.raises(ExplainError, match="missing"):
         explain_cells([cell], [faces[0]], tmp_path / "no_models", folds=[0], out_dir=tmp_path / "t3",

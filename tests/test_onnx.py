@@ -48,6 +48,8 @@ def _ops(path):
 @pytest.mark.parametrize("name,outputs", [("adiencenet_age", ["prob"]),
                                           ("googlenet_age", ["loss1/loss1", "loss2/loss1", "loss3/loss3"])])
 def test_oracle_nets_export_and_match(oracle, tmp_path, name, outputs):
+    from conftest import need
+    need(oracle, f"nets/{name}/weights.caffemodel")
     folder = oracle / "nets" / name
     model = converters.load_caffe(folder / "deploy.prototxt", folder / "weights.caffemodel")
     path = export_onnx(model, tmp_path / f"{name}.onnx")

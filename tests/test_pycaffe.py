@@ -17,6 +17,7 @@ import converters
 import converters.pycaffe as caffe
 from converters.formats import read_net
 from converters.pycaffe.proto import caffe_pb2
+from conftest import need
 
 NETS = ["adiencenet_age", "adiencenet_gender", "caffenet_age", "googlenet_age", "vgg16_gender"]
 
@@ -28,6 +29,7 @@ def _within(ours, ref, rtol=1e-4, atol=1e-5):
 # ---------------------------------------------------------------------------- Net vs real Caffe
 @pytest.mark.parametrize("name", NETS)
 def test_forward_blobs_equal_caffe(oracle, name):
+    need(oracle, f"nets/{name}/weights.caffemodel")
     folder = oracle / "nets" / name
     meta = json.loads((folder / "fixture.json").read_text())
     net = caffe.Net(str(folder / "deploy.prototxt"), caffe.TEST, weights=str(folder / "weights.caffemodel"))
@@ -131,6 +133,7 @@ def test_reshape_partial_forward_and_blob_identity(oracle):
 
 
 def test_forward_all_and_classifier(oracle):
+    need(oracle, "nets/adiencenet_gender/weights.caffemodel")
     folder = oracle / "nets" / "adiencenet_gender"     # deploy batch 10
     proto, weights = str(folder / "deploy.prototxt"), str(folder / "weights.caffemodel")
     net = caffe.Net(proto, caffe.TEST, weights=weights)
@@ -304,6 +307,7 @@ def test_backward_equals_autograd_with_caffe_rules(tmp_path):
 
 
 def test_backward_force_backward_deploy(oracle, tmp_path):
+    need(oracle, "nets/googlenet_age/weights.caffemodel", "nets/googlenet_age/input.npy")
     adience = oracle / "nets" / "adiencenet_age"
     plain = caffe.Net(str(adience / "deploy.prototxt"), str(adience / "weights.caffemodel"), caffe.TEST)
     plain.forward(data=np.load(adience / "input.npy"))

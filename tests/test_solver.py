@@ -389,13 +389,13 @@ def test_get_solver_reads_prototxt(tmp_path):
 
 def test_restore_with_random_crops_mirror_and_dropout(oracle, tmp_path):
     """Data layers (TRAIN random crop + mirror, prefetch thread) and Dropout: restore is bit-exact."""
-    lmdb = oracle / "transform" / "lmdb_raw"
+    lmdb = oracle / "solver" / "data" / "lmdb_train"      # convert_imageset's LMDB, 64x64, labels 0..3
     text = NET.replace(
         'layer { name: "data" type: "Input" top: "data" top: "label" include { phase: TRAIN } }',
         f'layer {{ name: "data" type: "Data" top: "data" top: "label" include {{ phase: TRAIN }} '
         f'data_param {{ source: "{lmdb}" batch_size: 3 backend: LMDB }} '
         f'transform_param {{ crop_size: 8 mirror: true scale: 0.01 mean_value: 110 }} }}'
-    ).replace("num_output: 3", "num_output: 7")  # labels 0..6
+    ).replace("num_output: 3", "num_output: 4")  # labels 0..3
 
     def build(prefix):
         s = solver_param(iter_size=2, snapshot_prefix=str(tmp_path / prefix))

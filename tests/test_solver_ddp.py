@@ -12,14 +12,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-import converters
 from converters.formats import parse_net, write_lmdb
 from converters.proto import caffe_pb2 as pb
 from converters.solver import Solver
 from converters.solver.data_layer import DataLayer
-
-if not hasattr(converters, "load_caffe"):
-    pytest.skip("converters.load_caffe (the converter) is not available yet", allow_module_level=True)
 
 N_RECORDS = 11  # odd: Caffe's offset keeps counting across the wrap-around
 ITERS = 4

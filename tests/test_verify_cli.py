@@ -43,6 +43,8 @@ def test_verify_oracle_net_with_blobs(oracle, capsys):
 
 @needs_opencv
 def test_verify_googlenet_outputs_and_every_blob(oracle, capsys):
+    from conftest import need
+    need(oracle, "nets/googlenet_age/weights.caffemodel")
     folder = oracle / "nets" / "googlenet_age"
     args = ["verify", str(folder / "deploy.prototxt"), str(folder / "weights.caffemodel")]
     assert main(args) == 0
@@ -90,8 +92,11 @@ def test_verify_without_opencv_and_bad_input(oracle, monkeypatch, capsys):
     assert main([args[0], args[1], str(folder / "missing.caffemodel")]) == 2
 
 
-def test_export_caffemodel_round_trip(oracle, tmp_path, capsys):
-    folder = oracle / "nets" / "vgg16_gender"
+@pytest.mark.parametrize("net", ["caffenet_age", "vgg16_gender"])
+def test_export_caffemodel_round_trip(oracle, tmp_path, capsys, net):
+    from conftest import need
+    need(oracle, f"nets/{net}/weights.caffemodel")
+    folder = oracle / "nets" / net
     pt = tmp_path / "model.pt"
     assert main(["convert", str(folder / "deploy.prototxt"), str(folder / "weights.caffemodel"), "-o", str(pt),
                  "-q"]) == 0

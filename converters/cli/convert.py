@@ -49,7 +49,12 @@ def parse_input_shapes(items) -> dict:
 def run(args) -> int:
     from .. import load_caffe, save_caffemodel, save_converted
 
+    from ..outputs import check_output_file
+
     shapes = parse_input_shapes(args.input_shape)
+    check_output_file(args.output)
+    if args.caffemodel_out:
+        check_output_file(args.caffemodel_out, "caffemodel")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = load_caffe(args.prototxt, args.caffemodel, phase=args.phase, level=args.level,

@@ -25,6 +25,11 @@ def run(args) -> int:
     from .. import load_converted, save_caffemodel
     from ..formats import atomic_write_bytes
 
+    from ..outputs import check_output_file
+
+    check_output_file(args.output, "caffemodel")
+    if args.prototxt_out:
+        check_output_file(args.prototxt_out, "prototxt")
     model = load_converted(args.model)
     save_caffemodel(model, args.output)
     if args.prototxt_out:

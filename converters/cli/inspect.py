@@ -299,7 +299,13 @@ def _fmt(fd, value) -> str:
     if fd.enum_type is not None:
         return fd.enum_type.values_by_number[value].name
     if isinstance(value, float):
-        return f"{value:.9g}"
+        if fd.type == fd.TYPE_FLOAT:
+            # the shortest decimal that reads back as the stored float32 (base_lr 0.001, not
+            # 0.00100000005, which is the same float32 printed with double precision)
+            return np.format_float_positional(np.float32(value), unique=True, trim="-") \
+                if 1e-4 <= abs(value) < 1e16 or value == 0 else \
+                np.format_float_scientific(np.float32(value), unique=True, trim="-")
+        return repr(value)
     return str(value)
 
 

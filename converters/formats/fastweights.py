@@ -18,6 +18,7 @@ No torch here.
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,15 +179,24 @@ def _skip(src, wtype: int, fnum: int, end: int) -> None:
     elif wtype == 2:
         src.skip(_length(src, end))
     elif wtype == 3:
-        while True:
+        # iterative, with protobuf's own nesting limit (100): 1,000 bytes of 0x0b are 1,000
+        # nested group starts and must not exhaust Python's recursion limit
+        open_groups = [fnum]
+        while open_groups:
             if src.pos >= end:
-                raise _Corrupt(f"unterminated group (field {fnum})")
+                raise _Corrupt(f"unterminated group (field {open_groups[-1]})")
             inner, iw = _tag(src)
             if iw == 4:
-                if inner != fnum:
-                    raise _Corrupt(f"mismatched end of group {inner} (expected {fnum})")
-                return
-            _skip(src, iw, inner, end)
+                if inner != open_groups[-1]:
+                    raise _Corrupt(f"mismatched end of group {inner} (expected {open_groups[-1]})")
+                open_groups.pop()
+            elif iw == 3:
+                open_groups.append(inner)
+                if len(open_groups) > _MAX_GROUP_DEPTH:
+                    raise _Corrupt(f"groups nested more than {_MAX_GROUP_DEPTH} deep at byte "
+                                   f"{_abs(src)} (not a caffemodel)")
+            else:
+                _skip(src, iw, inner, end)
     else:  # 4: end group without start
         raise _Corrupt(f"unexpected end-group marker for field {fnum} at byte {_abs(src)}")
     if src.pos > end:
@@ -223,6 +233,21 @@ def _unpacked_run(src, end: int, tag_byte: int, width: int, dtype: np.dtype) -> 
     return values
 
 
+def shape_problem(shape) -> str | None:
+    """Why Caffe would refuse a blob of this shape (Blob::Reshape: every dim >= 0, at most
+    INT_MAX values), or None.  Python ints: a product that wraps in int64 cannot slip through."""
+    if any(d < 0 for d in shape):
+        return f"blob shape {tuple(shape)} has a negative dimension"
+    n = math.prod(shape)
+    if n > _INT_MAX:
+        return f"blob shape {tuple(shape)} holds {n:,} values, more than Caffe's INT_MAX"
+    return None
+
+
+_INT_MAX = 2**31 - 1
+_MAX_GROUP_DEPTH = 100   # protobuf's default recursion limit
+
+
 # ------------------------------------------------------------------ messages
 @dataclass
 class _Blob:
@@ -231,8 +256,22 @@ class _Blob:
     legacy: dict = field(default_factory=dict)
     data: list = field(default_factory=list)
     double: list = field(default_factory=list)
+    raw: list = field(default_factory=list)        # NVIDIA Caffe raw_data (12) chunks
+    raw_type: int | None = None                    # NVIDIA Caffe raw_data_type (10)
 
     def to_array(self) -> np.ndarray:
+        if self.raw:
+            return raw_blob_array(b"".join(self.raw), self.raw_type, self._shape(None))
+        return self._values()
+
+    def _shape(self, n):
+        if self.has_shape:
+            return tuple(self.dims)
+        if self.legacy:
+            return tuple(self.legacy.get(k, 0) for k in (1, 2, 3, 4))
+        return None if n is None else ((n,) if n else ())
+
+    def _values(self) -> np.ndarray:
         # Shape rule of blob_shape(): shape.dim if present, else legacy num/channels/height/width
         # if any is present, else (n,) for n values.
         if self.has_shape:
@@ -251,7 +290,10 @@ class _Blob:
             arr = np.empty(0, dtype=_F32)
         if arr.dtype != np.float32:
             arr = arr.astype(np.float32)  # double_data is cast, as blob_to_array does
-        count = int(np.prod(shape)) if shape else 1
+        problem = shape_problem(shape)
+        if problem:
+            raise _Corrupt(problem)
+        count = math.prod(shape)
         if arr.size != count:
             raise _Corrupt(f"blob of shape {shape} holds {arr.size} values, expected {count}")
         return arr.reshape(shape)
@@ -308,6 +350,10 @@ def _parse_blob(src, end: int) -> _Blob:
             _parse_dims(sub, sub.size, blob)
         elif fnum in (1, 2, 3, 4) and wt == 0:
             blob.legacy[fnum] = _signed32(_varint(src))
+        elif fnum == 12 and wt == 2:       # NVIDIA Caffe raw_data (bytes)
+            blob.raw.append(src.read(_length(src, end)))
+        elif fnum == 10 and wt == 0:       # NVIDIA Caffe raw_data_type (enum Type)
+            blob.raw_type = _varint(src)
         else:
             _skip(src, wt, fnum, end)
     if src.pos != end:
@@ -362,6 +408,29 @@ def _parse_layer(src, end: int, v1: bool) -> LayerWeights:
         except _Corrupt as exc:
             raise _LayerCorrupt(name, str(exc)) from None
     return LayerWeights(name, typ, out)
+
+
+# NVIDIA Caffe's Type enum (BlobProto.raw_data_type): DOUBLE 0, FLOAT 1, FLOAT16 2, INT 3, UINT 4
+_RAW_DTYPES = {0: np.dtype("<f8"), 1: np.dtype("<f4"), 2: np.dtype("<f2")}
+
+
+def raw_blob_array(raw: bytes, raw_type, shape) -> np.ndarray:
+    """An NVIDIA Caffe ``raw_data`` blob (FP16 weights, e.g. OpenCV's res10 ``*_fp16.caffemodel``) as
+    float32 of ``shape`` (None: 1-D)."""
+    if raw_type is None:
+        raise _Corrupt("blob has raw_data but no raw_data_type")
+    dtype = _RAW_DTYPES.get(raw_type)
+    if dtype is None:
+        raise _Corrupt(f"raw_data_type {raw_type} is not supported (only DOUBLE 0, FLOAT 1, FLOAT16 2)")
+    if len(raw) % dtype.itemsize:
+        raise _Corrupt(f"raw_data of {len(raw)} bytes is not a whole number of {dtype.itemsize}-byte values")
+    arr = np.frombuffer(raw, dtype=dtype).astype(np.float32)
+    if shape is None:
+        shape = (arr.size,)
+    count = int(np.prod(shape)) if shape else 1
+    if arr.size != count:
+        raise _Corrupt(f"blob of shape {shape} holds {arr.size} values, expected {count}")
+    return arr.reshape(shape)
 
 
 class _LayerCorrupt(Exception):
@@ -437,8 +506,7 @@ def read_weight_layers(path) -> list[LayerWeights]:
         raise CaffeFormatError(path, f"not a caffemodel: no layers found{hint}")
     if len(kinds) > 1:
         raise CaffeFormatError(path, "net mixes V1 'layers' and new 'layer' fields")
-    if not any(layer.blobs for layer in layers):
-        raise CaffeFormatError(path, "not a caffemodel: no layer carries weights")
+    # no blobs at all is fine: Caffe saves parameter-free nets (crop, slice, pooling) that way
     return layers
 
 

@@ -25,6 +25,21 @@ def read_binary(path) -> bytes:
         raise CaffeFormatError(path, f"cannot read: {exc.strerror}") from None
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (/proc), else by the
+    set-and-restore idiom."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_writer(path):
     """Open a temporary file beside ``path`` for binary writing; rename it over ``path`` on success.
@@ -35,6 +50,9 @@ def atomic_writer(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; a file written in place would get 0666 & ~umask (0644 under
+        # umask 022), so shared output folders stay readable by others
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
             yield fh
         os.replace(tmp, path)

@@ -33,6 +33,8 @@ from google.protobuf.message import DecodeError
 from ..proto import caffe_pb2 as pb
 from .images import read_image, squash
 from .errors import CaffeFormatError
+from .image_header import check_pixels
+from .lmdb_check import LmdbStructureError, check_lmdb_file
 
 __all__ = ["shared_env", "release_env", "iter_lmdb", "lmdb_info", "LmdbInfo", "write_lmdb", "convert_imageset",
            "ImagesetResult", "compute_image_mean", "datum_to_array", "array_to_datum",
@@ -83,7 +85,15 @@ def datum_to_array(datum: pb.Datum, mode: str = "color", path=None, key=None) ->
         flag = {"color": cv2.IMREAD_COLOR, "gray": cv2.IMREAD_GRAYSCALE,
                 "native": cv2.IMREAD_UNCHANGED}[mode]
         buf = np.frombuffer(datum.data, dtype=np.uint8)
-        img = cv2.imdecode(buf, flag) if buf.size else None
+        try:
+            check_pixels(datum.data, f"{where}encoded Datum")
+        except ValueError as exc:
+            raise CaffeFormatError(path, str(exc)) from None
+        try:
+            img = cv2.imdecode(buf, flag) if buf.size else None
+        except cv2.error as exc:
+            raise CaffeFormatError(path, f"{where}encoded Datum could not be decoded "
+                                         f"({' '.join(str(exc).split())[-160:]})") from None
         if img is None:
             raise CaffeFormatError(path, f"{where}encoded Datum could not be decoded as an image "
                                          f"({len(datum.data)} bytes)")
@@ -154,9 +164,42 @@ def _open_env(path):
     try:
         # Caffe's db_lmdb opens read-only databases with MDB_RDONLY | MDB_NOTLS; we also skip
         # the lock file so read-only folders (and ones another process writes) can be read.
-        return lmdb.open(str(folder), readonly=True, lock=False, subdir=True)
+        env = lmdb.open(str(folder), readonly=True, lock=False, subdir=True)
     except lmdb.Error as exc:
         raise CaffeFormatError(path, f"not a valid LMDB ({exc})") from None
+    try:
+        _check_not_truncated(env, folder / "data.mdb", path)
+    except BaseException:
+        env.close()
+        raise
+    return env
+
+
+def _check_not_truncated(env, data_file: Path, path) -> None:
+    """Refuse a ``data.mdb`` shorter than the pages its meta page says were written.
+
+    python-lmdb maps the file into memory; reading a page past the end of a truncated file
+    is a SIGBUS that kills the interpreter with no message (LMDB itself never checks).  The
+    last committed transaction uses pages ``0 .. last_pgno``, so a complete file holds at
+    least ``(last_pgno + 1) * psize`` bytes.
+    """
+    lmdb = _lmdb()
+    try:
+        last_pgno, psize = env.info()["last_pgno"], env.stat()["psize"]
+    except lmdb.Error as exc:
+        raise CaffeFormatError(path, f"not a valid LMDB ({exc})") from None
+    need = (int(last_pgno) + 1) * int(psize)
+    have = data_file.stat().st_size
+    if have < need:
+        raise CaffeFormatError(path, f"truncated LMDB: data.mdb holds {have:,} bytes but its "
+                                     f"{last_pgno + 1} pages need {need:,}")
+    # a bit flip in a page number or a value size also makes the cursor read past the file
+    try:
+        check_lmdb_file(data_file)
+    except LmdbStructureError as exc:
+        raise CaffeFormatError(path, f"corrupt LMDB: {exc}") from None
+    except OSError as exc:
+        raise CaffeFormatError(path, f"cannot read data.mdb: {exc.strerror}") from None
 
 
 def _decode_key(raw: bytes) -> str:
@@ -288,6 +331,9 @@ class _LmdbWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix="." + self.out.name + ".", suffix=".tmp",
                                          dir=self.out.parent))
+        # mkdtemp makes 0700; the finished database gets a normal folder's mode
+        from .weights import current_umask
+        os.chmod(self.tmp, 0o777 & ~current_umask())
         self.map_size = 1 << 30
         try:
             self.env = _lmdb().open(str(self.tmp), map_size=self.map_size, subdir=True,

@@ -50,7 +50,24 @@ _SOLVER_KEYS = re.compile(r"^\s*(base_lr|lr_policy|max_iter|net|train_net|test_n
                           r"snapshot_prefix|test_iter|test_interval)\s*:", re.M)
 
 
+# Quoted strings and comments (kept as they are) or a long run of blanks (squeezed).
+_LONG_BLANKS = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|#[^\n]*|[ \t\r\f\v]{256,}""")
+
+
+def _squeeze_blanks(text: str) -> str:
+    """Runs of 256+ blanks outside strings and comments become one blank.
+
+    protobuf's Python tokenizer slices the rest of the line at every token, so one 20 MB line
+    of blanks costs minutes and gigabytes; blanks between tokens carry no meaning.  (Error
+    columns after such a run count the squeezed text.)
+    """
+    if not re.search(r"[ \t\r\f\v]{256}", text):
+        return text
+    return _LONG_BLANKS.sub(lambda m: " " if m.group(0)[0] in " \t\r\f\v" else m.group(0), text)
+
+
 def _parse_text(path, text: str, message: Message) -> Message:
+    text = _squeeze_blanks(text)
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as exc:
@@ -68,9 +85,28 @@ def _parse_text(path, text: str, message: Message) -> Message:
         if kind == "SolverParameter" and (re.search(r'"(layer|layers|input)"', why)
                                           or (_NET_KEYS.search(text) and not _SOLVER_KEYS.search(text))):
             hint = " (this looks like a net prototxt, not a solver)"
+        layer = _layer_at(text, line) if kind == "NetParameter" else None
         raise CaffeFormatError(path, f"not a valid {kind} prototxt: {why}{hint}", line=line,
-                               column=col) from None
+                               column=col, layer=layer) from None
     return message
+
+
+_LAYER_OPEN = re.compile(r"^\s*layers?\s*\{", re.M)
+_LAYER_NAME = re.compile(r"""\bname\s*:\s*(["'])(.*?)\1""")
+
+
+def _layer_at(text: str, line) -> str | None:
+    """The name of the layer whose block contains 1-based ``line`` (for a parse error such as an
+    unknown fork parameter message): the ``name`` after the last ``layer {`` above that line."""
+    if not line:
+        return None
+    lines = text.split("\n")
+    upto = "\n".join(lines[:line])
+    opens = list(_LAYER_OPEN.finditer(upto))
+    if not opens:
+        return None
+    m = _LAYER_NAME.search(text, opens[-1].end())
+    return m.group(2) if m else None
 
 
 def _read_text(path) -> str:
@@ -96,6 +132,22 @@ def _read_text(path) -> str:
     return text
 
 
+# The forks that DenseNet-Caffe, SENet and others were written for (BVLC PR #3057, OpenCV's
+# schema) have ``optional bool ceil_mode = 13 [default = true]`` in PoolingParameter, the number
+# where BVLC later put ``round_mode`` (enum CEIL = 0, FLOOR = 1: the opposite encoding).  A text
+# prototxt names the field, so ``ceil_mode: false`` is rewritten to ``round_mode: FLOOR`` (and
+# ``true`` to ``CEIL``) before parsing.  A binary caffemodel carries only the number: its value is
+# read as BVLC's round_mode; layer parameters are taken from the prototxt, never the caffemodel.
+_CEIL_MODE = re.compile(r"\bceil_mode(\s*:\s*)(true|false|True|False|t|f|1|0)\b")
+
+
+def _rewrite_ceil_mode(text: str) -> str:
+    if "ceil_mode" not in text:
+        return text
+    return _CEIL_MODE.sub(lambda m: "round_mode" + m.group(1)
+                          + ("CEIL" if m.group(2) in ("true", "True", "t", "1") else "FLOOR"), text)
+
+
 def parse_net(text: str, path=None) -> pb.NetParameter:
     """Parse net prototxt text and upgrade it (see :func:`upgrade_net`).
 
@@ -103,7 +155,7 @@ def parse_net(text: str, path=None) -> pb.NetParameter:
     (Net::FilterNet: "Specify either include rules or exclude rules; not both."), so the
     error names the file, the line of the layer and the layer.
     """
-    net = _parse_text(path, text, pb.NetParameter())
+    net = _parse_text(path, _rewrite_ceil_mode(text), pb.NetParameter())
     try:
         upgrade_net(net, path)
     except CaffeFormatError as exc:

@@ -11,14 +11,15 @@ For reading a full-size caffemodel's arrays use :func:`converters.formats.read_w
 """
 from __future__ import annotations
 
+import math
 
 import numpy as np
 from google.protobuf.message import DecodeError
 
 from ..proto import caffe_pb2 as pb
 from .errors import CaffeFormatError
-from .fastweights import blob_array_from_bytes, describe_magic, encode_blob, encode_varint
-from .files import atomic_write_bytes, atomic_writer, read_binary as _read_binary  # noqa: F401
+from .fastweights import blob_array_from_bytes, describe_magic, encode_blob, encode_varint, shape_problem
+from .files import atomic_write_bytes, atomic_writer, current_umask, read_binary as _read_binary  # noqa: F401
 from .prototxt import upgrade_net
 
 _LIST_LIMIT = 4096  # above this many values, blob <-> array goes through wire bytes
@@ -43,9 +44,17 @@ def parse_weights(data: bytes, path=None) -> pb.NetParameter:
     net = _parse_binary(path, data, pb.NetParameter(), "caffemodel")
     if not len(net.layer) and not len(net.layers):
         raise CaffeFormatError(path, "not a caffemodel: no layers found")
-    upgrade_net(net, path)
-    if not any(len(layer.blobs) for layer in net.layer):
-        raise CaffeFormatError(path, "not a caffemodel: no layer carries weights")
+    # A net without parameters (crop, slice, pooling only) is saved by Caffe with no blobs at all,
+    # and Caffe loads it: such a file is a valid caffemodel.
+    try:
+        upgrade_net(net, path)
+        bad = next((layer.name for layer in net.layer if not isinstance(layer.name, str)), None)
+    except UnicodeDecodeError as exc:
+        # protobuf declares names as UTF-8 strings; Caffe (C++ std::string) never checks
+        raise CaffeFormatError(path, f"a layer name or type is not UTF-8 text ({exc.reason} "
+                                     f"at byte {exc.start} of {bytes(exc.object[:40])!r})") from None
+    if bad is not None:
+        raise CaffeFormatError(path, f"layer name {bytes(bad)!r} is not UTF-8 text")
     return net
 
 
@@ -99,12 +108,15 @@ def blob_shape(blob: pb.BlobProto) -> tuple[int, ...]:
     if any(blob.HasField(f) for f in ("num", "channels", "height", "width")):
         return (blob.num, blob.channels, blob.height, blob.width)
     n = len(blob.data) or len(blob.double_data)
+    if not n and blob.HasField("raw_data"):
+        n = len(blob.raw_data) // {pb.DOUBLE: 8, pb.FLOAT: 4, pb.FLOAT16: 2}.get(blob.raw_data_type, 1)
     return (n,) if n else ()
 
 
 def blob_to_array(blob: pb.BlobProto, path=None, layer=None) -> np.ndarray:
-    """The blob's data as a float32 array of :func:`blob_shape` (double_data is cast)."""
-    if len(blob.data) + len(blob.double_data) > _LIST_LIMIT:
+    """The blob's data as a float32 array of :func:`blob_shape` (double_data is cast; NVIDIA Caffe's
+    ``raw_data`` of ``raw_data_type`` FLOAT16 / FLOAT / DOUBLE is decoded and cast)."""
+    if blob.HasField("raw_data") or len(blob.data) + len(blob.double_data) > _LIST_LIMIT:
         # Iterating a protobuf repeated field costs ~0.2 s per million values; decoding the
         # serialized packed bytes is memcpy speed.
         return blob_array_from_bytes(blob.SerializeToString(), path, layer)
@@ -113,7 +125,10 @@ def blob_to_array(blob: pb.BlobProto, path=None, layer=None) -> np.ndarray:
         arr = np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
     else:
         arr = np.asarray(blob.data, dtype=np.float32)
-    count = int(np.prod(shape)) if shape else 1
+    problem = shape_problem(shape)
+    if problem:
+        raise CaffeFormatError(path, problem, layer=layer)
+    count = math.prod(shape)
     if arr.size != count:
         raise CaffeFormatError(path, f"blob of shape {shape} holds {arr.size} values, expected {count}",
                                layer=layer)
@@ -137,7 +152,7 @@ def array_to_blob(arr, legacy: bool = False, out: pb.BlobProto | None = None) ->
 # ------------------------------------------------------------------ mean.binaryproto
 def read_blob(path) -> pb.BlobProto:
     blob = _parse_binary(path, _read_binary(path), pb.BlobProto(), "binaryproto blob")
-    if not len(blob.data) and not len(blob.double_data):
+    if not len(blob.data) and not len(blob.double_data) and not blob.HasField("raw_data"):
         raise CaffeFormatError(path, "not a binaryproto blob: no data values")
     return blob
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -97,7 +98,11 @@ class Power(CaffeLayer):
 
     def forward(self, x):
         if self.power * self.scale == 0.0:
-            value = 1.0 if self.power == 0.0 else self.shift ** self.power
+            # Caffe: value = (power_ == 0) ? 1 : pow(shift_, power_) in float, so 0^-1 is inf,
+            # (-8)^0.5 is nan and overflow is inf (Python's ** would raise instead)
+            with np.errstate(all="ignore"):
+                value = 1.0 if self.power == 0.0 else float(
+                    np.power(np.float32(self.shift), np.float32(self.power)))
             return torch.full_like(x, value)
         y = x
         if self.scale != 1.0:

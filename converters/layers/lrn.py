@@ -19,6 +19,8 @@ from ..proto import caffe_pb2 as pb
 from .base import CaffeLayer, need_bottoms, need_tops
 from .registry import ConversionError, register
 
+INT_MAX = 2**31 - 1
+
 ACROSS, WITHIN = pb.LRNParameter.ACROSS_CHANNELS, pb.LRNParameter.WITHIN_CHANNEL
 
 
@@ -38,14 +40,26 @@ class LRN(CaffeLayer):
             # accumulated slice by slice in place: several times faster than a pooling kernel on
             # CPU, in any memory layout.
             scale = sq.clone()
-            for j in range(1, self.pre + 1):
+            # offsets past C - 1 only reach the zero padding: stopping there is exact and keeps
+            # a huge local_size from looping billions of times
+            for j in range(1, min(self.pre, c - 1) + 1):
                 scale[:, j:].add_(sq[:, :-j])
                 scale[:, :-j].add_(sq[:, j:])
             scale.mul_(self.alpha / self.size).add_(self.k)
             return x * scale.pow_(-self.beta)
         else:
             # AVE pooling, kernel n, stride 1, pad pre: divisor n*n everywhere (see docstring).
-            mean = F.avg_pool2d(sq, self.size, stride=1, padding=self.pre, count_include_pad=True)
+            reach = min(self.pre, max(h, w) - 1)
+            if reach == self.pre:
+                mean = F.avg_pool2d(sq, self.size, stride=1, padding=self.pre,
+                                    count_include_pad=True)
+            else:
+                # a window wider than the image: every offset past max(h, w) - 1 lands in the
+                # zero padding, so a (2 * reach + 1) window sums the same values; the divisor
+                # stays n * n (computed in float, as n * n overflows int for huge n)
+                k = 2 * reach + 1
+                total = F.avg_pool2d(sq, k, stride=1, padding=reach, count_include_pad=True) * (k * k)
+                mean = total / (float(self.size) * float(self.size))
             scale = mean * self.alpha + 1.0
         return x * scale.pow(-self.beta)
 
@@ -67,4 +81,16 @@ def convert_lrn(layer, bottom_shapes, phase):
         raise ConversionError(layer, f"LRN only supports odd values for local_size, got {p.local_size}")
     if p.norm_region not in (ACROSS, WITHIN):
         raise ConversionError(layer, f"unknown norm_region {p.norm_region}")
+    # Caffe's limits: ACROSS_CHANNELS allocates a padded square blob of (C + local_size - 1) x H
+    # x W values (Blob::Reshape: CHECK_LE(count, INT_MAX) "blob size exceeds INT_MAX");
+    # WITHIN_CHANNEL passes local_size as a pooling kernel, an int that must be > 0
+    if p.norm_region == ACROSS:
+        padded = (shape[1] + p.local_size - 1) * shape[2] * shape[3]
+        if padded > INT_MAX:
+            raise ConversionError(layer, f"local_size {p.local_size} is too large: Caffe's padded "
+                                         f"square blob would hold {padded:,} values (more than "
+                                         f"INT_MAX)")
+    elif p.local_size > INT_MAX:
+        raise ConversionError(layer, f"local_size {p.local_size} is too large: Caffe's pooling "
+                                     "kernel is an int (at most 2147483647)")
     return LRN(layer, phase), [shape]

@@ -8,9 +8,41 @@ under ``torch.device("meta")`` infers every blob shape without allocating anythi
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Callable, Iterable
 
+SEMANTICS = ("fork", "opencv")
+_SEMANTICS = contextvars.ContextVar("converters_layer_semantics", default="fork")
+
+
+def current_semantics() -> str:
+    """Whose definition the fork layers built now follow: ``"fork"`` (default: the fork that
+    defined the layer, e.g. weiliu89/caffe for SSD) or ``"opencv"`` (OpenCV 4's dnn module, where
+    it deviates: DetectionOutput's padded output, PriorBox's clip default, Axpy's bottom order ...;
+    docs/layers.md lists them).  Converters read it while the net is built and keep the value."""
+    return _SEMANTICS.get()
+
+
+@contextlib.contextmanager
+def semantics(name: str):
+    """``with semantics("opencv"): CaffeNet(...)``: build the fork layers with that definition."""
+    if name not in SEMANTICS:
+        raise ValueError(f"semantics must be one of {SEMANTICS}, got {name!r}")
+    token = _SEMANTICS.set(name)
+    try:
+        yield name
+    finally:
+        _SEMANTICS.reset(token)
+
+
 _CONVERTERS: dict[str, Callable] = {}
+_FORK_TYPES: set[str] = set()
+
+
+def is_fork_type(layer_type: str) -> bool:
+    """A layer type that BVLC Caffe does not have (SSD, R-FCN, PSPNet, ... forks)."""
+    return layer_type in _FORK_TYPES
 _INPUT_TYPES: set[str] = set()
 
 
@@ -43,7 +75,7 @@ class UnsupportedLayersError(ConversionError):
         self.layer_name, self.layer_type, self.reason = None, None, str(self)
 
 
-def register(*types: str, input_layer: bool = False):
+def register(*types: str, input_layer: bool = False, fork: str | None = None):
     """Decorator: register a converter for the given Caffe type strings (duplicates refused)."""
     if not types:
         raise TypeError("register() needs at least one Caffe layer type")
@@ -56,8 +88,15 @@ def register(*types: str, input_layer: bool = False):
             _CONVERTERS[typ] = fn
             if input_layer:
                 _INPUT_TYPES.add(typ)
+            if fork or fn.__module__.rsplit(".", 1)[-1] in _FORK_MODULES:
+                _FORK_TYPES.add(typ)
         return fn
     return deco
+
+
+# the converter modules that hold fork layers (docs/layers.md names each layer's fork)
+_FORK_MODULES = {"axpy", "channels", "depthwise", "detection", "fork_activations", "proposal", "resize",
+                 "roi", "ssd"}
 
 
 def get_converter(layer_type: str) -> Callable:

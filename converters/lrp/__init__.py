@@ -8,14 +8,15 @@ relevance into pictures.
     from converters.lrp import explain, paper_composite
     relevance, record = explain(model, x, "predicted", paper_composite(flat_upto=9, eps=0.1))
 """
-from .composite import (COMPOSITES, DEFAULT_RULES, Composite, LayerMatch, get_composite, paper_composite,
-                        toolbox_composite)
-from .rules import (AlphaBeta, ConcatSplit, EltwiseRule, Epsilon, Flat, LinearMap, LRNIdentity, LRNTaylor,
-                    LRPError, Pass, PoolingRule, Proportional, Reshape, Route, Rule, SliceJoin, SplitSum,
-                    WinnerTakesAll, WSquare)
+from .composite import (COMPOSITES, DEFAULT_RULES, ELEMENTWISE, VARIANTS, Composite, LayerMatch, Quirks,
+                        get_composite, paper_composite, toolbox_composite)
+from .rules import (AlphaBeta, AveragePooling, ConcatSplit, EltwiseRule, Epsilon, Flat, LinearMap, LRNIdentity,
+                    LRNTaylor, LRPError, Pass, PassThrough, PoolingRule, Proportional, Reshape, Route, Rule, SliceJoin,
+                    SoftmaxInject, SplitSum, WinnerTakesAll, WSquare)
 from .walk import Explanation, caffe_layer_indices, explain, make_plan
 
-__all__ = ["AlphaBeta", "COMPOSITES", "Composite", "ConcatSplit", "DEFAULT_RULES", "EltwiseRule", "Epsilon",
+__all__ = ["AlphaBeta", "AveragePooling", "COMPOSITES", "ELEMENTWISE", "PassThrough", "Quirks",
+           "SoftmaxInject", "VARIANTS", "Composite", "ConcatSplit", "DEFAULT_RULES", "EltwiseRule", "Epsilon",
            "Explanation", "Flat", "LRNIdentity", "LRNTaylor", "LRPError", "LayerMatch", "LinearMap", "Pass",
            "PoolingRule", "Proportional", "Reshape", "Route", "Rule", "SliceJoin", "SplitSum", "WSquare",
            "WinnerTakesAll", "caffe_layer_indices", "explain", "get_composite", "make_plan", "paper_composite",

@@ -19,21 +19,35 @@ config says; the rule is not conservative (it scales relevance by about the acti
 ``"normalized"`` for zennit's conservative variant; both give the same picture up to a global
 factor except at padded borders.
 
+Toolbox quirks (:class:`Quirks`: ``group0_bias``, ``aux_head_injection``, ``flat_per_kernel``,
+``avgpool_near_zero``, ``numbering_2015``) are copied by default so that the paper composite gives
+the lrp_toolbox's numbers; ``variant="corrected"`` switches all off, ``quirks=(names...)`` some.
+The composite carries its :class:`Quirks`; the walk reads the two that are not rules (aux-head
+injection, numbering) from it.  Layers that only rescale or bend activations (BatchNorm, Scale,
+Bias, Power, Sigmoid, TanH, PReLU, ELU, ...) pass relevance through (see ``rules.PassThrough``).
+
 Knows nothing of any particular net: the per-architecture ``flat_upto`` values live with the
 paper's reproduction code.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable
 
-from .rules import (AlphaBeta, ConcatSplit, Epsilon, EltwiseRule, Flat, LRNIdentity, LRNTaylor, Pass,
-                    PoolingRule, Reshape, Route, Rule, SliceJoin, SplitSum, WSquare)
+from .rules import (AlphaBeta, AveragePooling, ConcatSplit, Epsilon, EltwiseRule, Flat, LRNIdentity, LRNTaylor,
+                    Pass, PassThrough, PoolingRule, Reshape, Route, Rule, SliceJoin, SoftmaxInject, SplitSum,
+                    WSquare)
 
 LEARNABLE = ("Convolution", "Deconvolution", "InnerProduct")
 
+# Layers that rescale or bend each activation on its own: relevance passes to the first bottom
+# (see rules.PassThrough for why BatchNorm/Scale/Bias are not folded into the convolution).
+ELEMENTWISE = ("BatchNorm", "Scale", "Bias", "Power", "Sigmoid", "TanH", "PReLU", "ELU", "AbsVal", "BNLL",
+               "Exp", "Log", "Clip", "Swish", "MVN")
+
 DEFAULT_RULES: dict[str, Rule] = {
     "ReLU": Pass(), "Dropout": Pass(), "Softmax": Pass(),
+    **{t: PassThrough() for t in ELEMENTWISE},
     "LRN": LRNIdentity(),
     "Pooling": PoolingRule(),
     "Concat": ConcatSplit(), "Split": SplitSum(), "Slice": SliceJoin(),
@@ -41,6 +55,70 @@ DEFAULT_RULES: dict[str, Rule] = {
     "Eltwise": EltwiseRule(),
     "Crop": Route(), "Tile": Route(),
 }
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """The lrp_toolbox behaviours that are copied by default (True) and can be switched off one by
+    one (False) for a "corrected" variant.  Field names are the option names (CLI ``--no-quirk``).
+
+    * ``group0_bias`` -- grouped alpha-beta uses group 0's biases for every group; off: each
+      group its own biases.
+    * ``aux_head_injection`` -- every layer below the start layer is visited, so Softmax layers
+      there (GoogLeNet's auxiliary heads) inject their probabilities as relevance; off: only the
+      layers the start layer depends on are visited.
+    * ``flat_per_kernel`` -- flat weights ``1/(kh*kw)``, not normalised over input channels (the
+      relevance is multiplied by ``C_in/group``, padding keeps a share); off: each output's
+      relevance is shared by the in-image inputs it sees (conservative).
+    * ``avgpool_near_zero`` -- average pooling windows with ``|sum| < 1e-6`` add ``x_i`` instead of
+      a relevance share; off: such a window shares its relevance equally.
+    * ``numbering_2015`` -- layer indices (``flat_upto``) in the 2015 Caffe numbering: automatic
+      Split layers counted, no Input layer; off: the position among the prototxt's non-input
+      layers (no Split layers), i.e. what one counts reading the prototxt.
+    """
+
+    group0_bias: bool = True
+    aux_head_injection: bool = True
+    flat_per_kernel: bool = True
+    avgpool_near_zero: bool = True
+    numbering_2015: bool = True
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def corrected(cls) -> "Quirks":
+        return cls(**{n: False for n in cls.names()})
+
+    @classmethod
+    def resolve(cls, variant: str = "toolbox", off=(), on=()) -> "Quirks":
+        """``variant`` ("toolbox": all on, "corrected": all off), then the named quirks switched."""
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        q = cls() if variant == "toolbox" else cls.corrected()
+        changes = {}
+        for names, value in ((off, False), (on, True)):
+            for n in names:
+                if n not in cls.names():
+                    raise ValueError(f"unknown quirk {n!r} (known: {', '.join(cls.names())})")
+                changes[n] = value
+        return replace(q, **changes)
+
+    @property
+    def variant(self) -> str:
+        values = set(asdict(self).values())
+        if values == {True}:
+            return "toolbox"
+        if values == {False}:
+            return "corrected"
+        return "mixed"
+
+    def describe(self) -> dict:
+        return {"variant": self.variant, "quirks": asdict(self)}
+
+
+VARIANTS = ("toolbox", "corrected")
 
 
 @dataclass(frozen=True)
@@ -88,10 +166,17 @@ class LayerMatch:
 class Composite:
     """Ordered ``(LayerMatch, Rule)`` entries over per-type defaults; first match wins."""
 
-    def __init__(self, entries, name: str = "custom", defaults: dict | None = None, params: dict | None = None):
+    def __init__(self, entries, name: str = "custom", defaults: dict | None = None, params: dict | None = None,
+                 quirks: Quirks | None = None):
         self.entries: list[tuple[LayerMatch, Rule]] = [(m, r) for m, r in entries]
         self.name = name
+        self.quirks = quirks if quirks is not None else Quirks()
         self.defaults = dict(DEFAULT_RULES if defaults is None else defaults)
+        if defaults is None:
+            self.defaults["Pooling"] = PoolingRule(ave_rule=AveragePooling(
+                "toolbox" if self.quirks.avgpool_near_zero else "uniform"))
+            if self.quirks.aux_head_injection:
+                self.defaults["Softmax"] = SoftmaxInject()
         self.params = dict(params or {})
 
     def rule_for(self, index: int | None, layer_type: str, name: str,
@@ -102,7 +187,7 @@ class Composite:
         return self.defaults.get(layer_type)
 
     def describe(self) -> dict:
-        return {"name": self.name, "params": self.params,
+        return {"name": self.name, "params": self.params, **self.quirks.describe(),
                 "entries": [{"match": m.describe(), "rule": repr(r)} for m, r in self.entries]}
 
     def __repr__(self) -> str:
@@ -117,16 +202,31 @@ def _lrn_rule(lrn: str) -> Rule:
     raise ValueError(f"lrn must be 'taylor' (toolbox lrn_backward_type 1) or 'identity' (type 0), got {lrn!r}")
 
 
+def _quirks(variant, quirks, flat_mode) -> Quirks:
+    q = quirks if isinstance(quirks, Quirks) else Quirks.resolve(variant, off=quirks or ())
+    if flat_mode is not None:
+        if flat_mode not in ("toolbox", "normalized"):
+            raise ValueError(f"flat_mode must be 'toolbox' or 'normalized', got {flat_mode!r}")
+        q = replace(q, flat_per_kernel=flat_mode == "toolbox")
+    return q
+
+
 def toolbox_composite(formula: int = 102, flat_upto: int | str | None = 0, eps: float = 0.1,
-                      beta: float = 1.0, lrn: str = "taylor", flat_mode: str = "toolbox") -> Composite:
+                      beta: float = 1.0, lrn: str = "taylor", flat_mode: str | None = None,
+                      variant: str = "toolbox", quirks=None) -> Composite:
     """The toolbox's ``relpropformulatype``: 0 epsilon, 2 alpha-beta, 100 alpha-beta on Convolution +
-    epsilon on InnerProduct, 102 = 100 + Flat up to ``flat_upto``, 104 = 100 + w^2 up to ``flat_upto``."""
+    epsilon on InnerProduct, 102 = 100 + Flat up to ``flat_upto``, 104 = 100 + w^2 up to ``flat_upto``.
+
+    ``variant`` "toolbox" copies every toolbox quirk (:class:`Quirks`), "corrected" none;
+    ``quirks`` is a :class:`Quirks` or the names of quirks to switch off; ``flat_mode``
+    ("toolbox"/"normalized") overrides ``flat_per_kernel``."""
     formula = int(formula)
-    eps_rule, ab_rule = Epsilon(eps), AlphaBeta(1.0 + beta, beta)
+    q = _quirks(variant, quirks, flat_mode)
+    eps_rule, ab_rule = Epsilon(eps), AlphaBeta(1.0 + beta, beta, group0_bias=q.group0_bias)
     entries: list = []
     if formula in (102, 104):
         if flat_upto is not None:
-            low = Flat(flat_mode) if formula == 102 else WSquare()
+            low = Flat("toolbox" if q.flat_per_kernel else "normalized") if formula == 102 else WSquare()
             entries.append((LayerMatch(types=LEARNABLE, upto=flat_upto), low))
     elif formula not in (0, 2, 100):
         raise ValueError(f"toolbox formula {formula} is not supported (0, 2, 100, 102, 104)")
@@ -142,26 +242,33 @@ def toolbox_composite(formula: int = 102, flat_upto: int | str | None = 0, eps: 
     if formula in (102, 104):
         params["flat_upto"] = flat_upto
         if formula == 102:
-            params["flat_mode"] = flat_mode
-    return Composite(entries, name=f"toolbox-{formula}", params=params)
+            params["flat_mode"] = "toolbox" if q.flat_per_kernel else "normalized"
+    return Composite(entries, name=f"toolbox-{formula}", params=params, quirks=q)
 
 
 def paper_composite(flat_upto: int | str | None = 0, eps: float = 0.1, beta: float = 1.0,
-                    lrn: str = "taylor", flat_mode: str = "toolbox") -> Composite:
-    """The paper's recipe (toolbox formula 102); ``flat_upto`` None disables the flat part."""
-    comp = toolbox_composite(102, flat_upto, eps, beta, lrn, flat_mode)
+                    lrn: str = "taylor", flat_mode: str | None = None, variant: str = "toolbox",
+                    quirks=None) -> Composite:
+    """The paper's recipe (toolbox formula 102); ``flat_upto`` None disables the flat part.
+    ``variant="corrected"`` switches every toolbox quirk off (see :class:`Quirks`)."""
+    comp = toolbox_composite(102, flat_upto, eps, beta, lrn, flat_mode, variant, quirks)
     comp.name = "paper"
     return comp
 
 
+def _family(formula, *keys):
+    def factory(flat_upto=0, eps=0.1, beta=1.0, lrn="taylor", variant="toolbox", quirks=None, **_):
+        return toolbox_composite(formula, flat_upto if formula in (102, 104) else None, eps=eps, beta=beta,
+                                 lrn=lrn, variant=variant, quirks=quirks)
+    return factory
+
+
 COMPOSITES: dict[str, Callable[..., Composite]] = {
     "paper": paper_composite,
-    "epsilon": lambda eps=0.1, lrn="taylor", **_: toolbox_composite(0, None, eps=eps, lrn=lrn),
-    "alpha-beta": lambda beta=1.0, lrn="taylor", **_: toolbox_composite(2, None, beta=beta, lrn=lrn),
-    "alpha-beta-epsilon": lambda eps=0.1, beta=1.0, lrn="taylor", **_: toolbox_composite(
-        100, None, eps=eps, beta=beta, lrn=lrn),
-    "wsquare": lambda flat_upto=0, eps=0.1, beta=1.0, lrn="taylor", **_: toolbox_composite(
-        104, flat_upto, eps=eps, beta=beta, lrn=lrn),
+    "epsilon": _family(0),
+    "alpha-beta": _family(2),
+    "alpha-beta-epsilon": _family(100),
+    "wsquare": _family(104),
 }
 
 

@@ -299,12 +299,24 @@ class AlphaBeta(_PerPair):
 
     supports = _LINEAR
 
-    def __init__(self, alpha: float = 2.0, beta: float = 1.0):
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0, group0_bias: bool = True):
         if beta < 0 or alpha < 0:
             raise ValueError(f"AlphaBeta: alpha and beta must be >= 0 (toolbox convention), got {alpha}, {beta}")
         if abs(alpha - beta - 1.0) > 1e-12:
             raise ValueError(f"AlphaBeta: alpha - beta must be 1, got alpha={alpha}, beta={beta}")
         self.alpha, self.beta = float(alpha), float(beta)
+        self.group0_bias = bool(group0_bias)
+
+    def rule_bias(self, op):
+        """The bias the rule's denominators use.  Toolbox quirk (``group0_bias``): for a grouped
+        convolution its alpha-beta code reads ``blobs_[1]->cpu_data()[routind]`` with a group-local
+        output index, so every group uses the biases of group 0 (output channel j of group g gets
+        ``b[j - g * C_out / group]``); the layer's forward keeps its own biases."""
+        b = op.bias
+        g = getattr(op.layer, "group", 1) if op.kind == "Convolution" else 1
+        if b is None or g == 1 or not self.group0_bias:
+            return b
+        return b[:b.shape[0] // g].repeat(g)
 
     @staticmethod
     def _parts(op, x):
@@ -338,9 +350,10 @@ class AlphaBeta(_PerPair):
     def one(self, layer, x, y, r, state=None):
         op = LinearMap(layer)
         zp, zn, nonneg, pair_backward = self._parts(op, x) if state is None else state
-        if op.bias is not None:
-            zp = zp + op.bias_view(op.bias.clamp(min=0), zp)
-            zn = zn + op.bias_view(op.bias.clamp(max=0), zn)
+        bias = self.rule_bias(op)
+        if bias is not None:
+            zp = zp + op.bias_view(bias.clamp(min=0), zp)
+            zn = zn + op.bias_view(bias.clamp(max=0), zn)
         sp = _safe_div(r, zp, positive=True).mul_(self.alpha)
         sn = _safe_div(r, zn, positive=False).mul_(-self.beta)
         if nonneg:
@@ -396,6 +409,43 @@ class Pass(_PerPair):
         return r
 
 
+class PassThrough(Rule):
+    """Identity from the top to the FIRST bottom (shape kept); other bottoms (Scale's or Bias's
+    second bottom, the learned factor) get none.
+
+    The default for the layers that only rescale or bend each activation on its own: BatchNorm,
+    Scale, Bias, Power, Sigmoid, TanH, PReLU, ELU, AbsVal, BNLL, Exp, Log, Clip, Swish, MVN.
+    Chosen over folding BatchNorm/Scale into the preceding convolution: the relevance a layer
+    receives is what the next rule computed for its output, and the rule below (alpha-beta,
+    epsilon) recomputes its own ``z`` from its own weights, so passing through is conservative
+    by construction and needs no change of the net."""
+
+    def relevance(self, layer, xs, ys, rs):
+        r = rs[0]
+        if r is None:
+            return [None] * len(xs)
+        if r.shape != xs[0].shape:
+            raise LRPError(f"{_name(layer)}: PassThrough needs equal bottom/top shapes, got {tuple(xs[0].shape)} -> "
+                           f"{tuple(r.shape)}")
+        return [r] + [None] * (len(xs) - 1)
+
+
+class SoftmaxInject(Rule):
+    """The toolbox's Softmax backward relevance: the bottom's relevance is the Softmax's OUTPUT (the
+    probabilities), whatever relevance arrived from above.
+
+    The toolbox's ``Net::Backward_Relevance`` visits every layer with an index below the start
+    layer, so in GoogLeNet the auxiliary heads' Softmax layers (``loss1/loss``, ``loss2/...``)
+    inject sum-1 relevance per sample into inception_4a and 4d (quirk ``aux_head_injection``).
+    ``injects`` tells the walk to run it even when no relevance reached its top."""
+
+    supports = ("Softmax",)
+    injects = True
+
+    def relevance(self, layer, xs, ys, rs):
+        return [ys[0].clone()] + [None] * (len(xs) - 1)
+
+
 class WinnerTakesAll(Rule):
     """All relevance of an output to the input that won Caffe's max (pooling MAX, Eltwise MAX)."""
 
@@ -425,6 +475,51 @@ class Proportional(Rule):
         return [None if g is None else x * g for x, g in zip(xs, grads)]
 
 
+class AveragePooling(Rule):
+    """AVE (and global average) pooling as the toolbox: ``R_i = sum_j R_j x_i / S_j`` with ``S_j`` the
+    sum of the inputs of window ``j`` clipped to the image (Caffe's divisor cancels).
+
+    Windows with ``|S_j| < threshold`` (1e-6 in the toolbox) cannot be divided by.
+    ``near_zero="toolbox"`` copies the toolbox's quirk: such a window *adds its input* ``x_i`` to
+    ``R_i`` instead of a share of ``R_j`` (its relevance is lost and ``x_i`` appears);
+    ``near_zero="uniform"`` (the corrected variant) shares ``R_j`` equally among the window's
+    in-image inputs, so the layer conserves relevance."""
+
+    supports = ("Pooling",)
+    MODES = ("toolbox", "uniform")
+
+    def __init__(self, near_zero: str = "toolbox", threshold: float = 1e-6):
+        if near_zero not in self.MODES:
+            raise ValueError(f"AveragePooling: near_zero must be one of {self.MODES}, got {near_zero!r}")
+        self.near_zero, self.threshold = near_zero, float(threshold)
+
+    @staticmethod
+    def window_sum(layer, x):
+        """Per output window: the sum of its in-image inputs (Caffe's windows and output size)."""
+        kernel, stride, pad, out = layer.geometry(x.shape[2], x.shape[3])
+        xp = layer._pad_to_windows(x, kernel, stride, pad, out, 0.0)
+        return F.avg_pool2d(xp, kernel, stride, divisor_override=1)[:, :, :out[0], :out[1]]
+
+    def relevance(self, layer, xs, ys, rs):
+        x, r = xs[0], rs[0]
+        if r is None:
+            return [None]
+        leaf = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            total = self.window_sum(layer, leaf)
+        small = total.detach().abs() < self.threshold
+        share = torch.where(small, torch.zeros_like(r), r / torch.where(small, torch.ones_like(r), total.detach()))
+        if self.near_zero == "toolbox":
+            # x_i * sum_j [i in j] (R_j / S_j + [|S_j| small]): the toolbox adds x_i per small window
+            back = torch.autograd.grad(total, leaf, share + small.to(r.dtype))[0]
+            return [x * back]
+        count = self.window_sum(layer, torch.ones_like(x))
+        uniform = torch.where(small, r / count.clamp(min=1), torch.zeros_like(r))
+        back = torch.autograd.grad(total, leaf, share, retain_graph=True)[0]
+        spread = torch.autograd.grad(total, leaf, uniform)[0]
+        return [x * back + spread]
+
+
 class PoolingRule(Rule):
     """Pooling dispatcher: ``max`` rule for MAX pooling, ``ave`` rule for AVE pooling."""
 
@@ -432,7 +527,7 @@ class PoolingRule(Rule):
 
     def __init__(self, max_rule: Rule | None = None, ave_rule: Rule | None = None):
         self.max_rule = max_rule or WinnerTakesAll()
-        self.ave_rule = ave_rule or Proportional(min_abs=1e-12)
+        self.ave_rule = ave_rule or AveragePooling()
 
     def relevance(self, layer, xs, ys, rs):
         from ..layers.pooling import AVE, MAX

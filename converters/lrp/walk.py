@@ -14,7 +14,12 @@ What it owns:
   are run.
 * The explicit backward walk: the start layer's output is zeroed except the explained class, which
   keeps its score; then each layer, in reverse order, hands its tops' relevance to its rule, and the
-  bottoms' relevances are summed over all their consumers (Caffe's implicit Split).
+  bottoms' relevances are summed over all their consumers (Caffe's implicit Split).  With the quirk
+  ``aux_head_injection`` the Softmax layers below the start layer (GoogLeNet's auxiliary heads) are
+  walked too and inject their probabilities, as the toolbox's ``Backward_Relevance`` does.
+
+The plan (:func:`make_plan`: :class:`Step` per Caffe layer with blob version ids) is self-contained
+data, so another execution plan can replace it without touching the rules.
 
 Knows nothing of Adience or any particular net.
 """
@@ -26,14 +31,28 @@ import torch
 
 from ..graph import ExecutionPlan
 from .composite import Composite, paper_composite
-from .rules import LRPError
+from .rules import LRPError, Pass
 
 
 # ---------------------------------------------------------------------------- numbering
-def caffe_layer_indices(net_param) -> list[int | None]:
+def caffe_layer_indices(net_param, numbering_2015: bool = True) -> list[int | None]:
     """Per layer of ``net_param`` (in order): its index in the toolbox's Caffe net, None for inputs
-    (:meth:`converters.graph.ExecutionPlan.caffe_layer_indices` without input layers)."""
-    return ExecutionPlan(net_param).caffe_layer_indices(inputs_as_layers=False)
+    (:meth:`converters.graph.ExecutionPlan.caffe_layer_indices` without input layers).
+
+    ``numbering_2015=False`` (the corrected variant): the position among the prototxt's non-input
+    layers, no automatic Split layers counted."""
+    return _indices(ExecutionPlan(net_param), numbering_2015)
+
+
+def _indices(plan: ExecutionPlan, numbering_2015: bool) -> list[int | None]:
+    if numbering_2015:
+        return plan.caffe_layer_indices(inputs_as_layers=False)
+    out: list[int | None] = []
+    k = 0
+    for step in plan.steps:
+        out.append(None if step.is_input else k)
+        k += 0 if step.is_input else 1
+    return out
 
 
 # ---------------------------------------------------------------------------- plan
@@ -78,17 +97,21 @@ def _start_position(layers, start_layer) -> int:
                    "give start_layer")
 
 
-def make_plan(model, start_layer: str | None = None) -> Plan:
-    """The net's execution plan (``model.plan``) cut to the layers the start layer depends on, with
-    the toolbox's layer numbers and the modules attached."""
+def make_plan(model, start_layer: str | None = None, numbering_2015: bool = True,
+              visit_below: tuple[str, ...] = ()) -> Plan:
+    """The layers to run forward and walk back: the net's execution plan (``model.plan``) cut to
+    those the start layer depends on, plus the layers of a type in ``visit_below`` that sit below
+    the start layer (and what they depend on) -- the toolbox visits every layer below its start
+    layer, which matters only for layers that create relevance of their own (Softmax, quirk
+    ``aux_head_injection``); with the toolbox's layer numbers and the modules attached."""
     net_plan = model.plan
     layers = list(model.net_param.layer)
-    indices = net_plan.caffe_layer_indices(inputs_as_layers=False)
+    indices = _indices(net_plan, numbering_2015)
     start_pos = _start_position(layers, start_layer)
     if net_plan.steps[start_pos].is_input:
         raise LRPError(f"start layer {layers[start_pos].name!r} is an input")
     steps = [Step(s.position, indices[s.position], s.name, s.type, model.module_at(s.position),
-                  s.bottom_versions, s.top_versions) for s in net_plan.ancestors(start_pos)]
+                  s.bottom_versions, s.top_versions) for s in net_plan.ancestors(start_pos, visit_below)]
     return Plan(steps, dict(net_plan.inputs), steps[-1], net_plan.n_versions, list(net_plan.blob_of))
 
 
@@ -166,7 +189,9 @@ def explain(model, x, target_class="predicted", composite: Composite | None = No
     rounding, ~1e-7 relative); ``exact_forward=True`` runs every layer's own forward.
     """
     composite = composite or paper_composite()
-    plan = make_plan(model, start_layer)
+    quirks = composite.quirks
+    plan = make_plan(model, start_layer, quirks.numbering_2015,
+                     ("Softmax",) if quirks.aux_head_injection else ())
     feed = _feed(model, x)
     missing = [name for name in plan.inputs if name not in feed]
     if missing:
@@ -175,7 +200,7 @@ def explain(model, x, target_class="predicted", composite: Composite | None = No
     for name, vid in plan.inputs.items():
         values[vid] = feed[name]
     all_index = dict(zip((layer.name for layer in model.net_param.layer),
-                         caffe_layer_indices(model.net_param)))
+                         _indices(model.plan, quirks.numbering_2015)))
 
     def index_of(layer_name: str) -> int:
         if layer_name not in all_index or all_index[layer_name] is None:
@@ -190,6 +215,8 @@ def explain(model, x, target_class="predicted", composite: Composite | None = No
             raise LRPError(f"layer '{step.name}' ({step.type}): composite {composite.name!r} has no rule for "
                            f"this layer type; add one (LayerMatch(types=('{step.type}',)), rule)")
         concrete = rule.for_layer(step.module) if hasattr(rule, "for_layer") else rule
+        if step is plan.start and getattr(concrete, "injects", False):
+            concrete = Pass()                     # the explained class's score, not the probabilities
         rules[step.pos] = concrete
 
     states: dict[int, object] = {}
@@ -227,9 +254,9 @@ def explain(model, x, target_class="predicted", composite: Composite | None = No
         blob_rel: dict[str, torch.Tensor] = {}
         for step in reversed(plan.steps):
             rs = [rel.pop(v, None) for v in step.tops]
-            if all(r is None for r in rs):
-                continue
             rule = rules[step.pos]
+            if all(r is None for r in rs) and not getattr(rule, "injects", False):
+                continue
             xs = [values[v] for v in step.bottoms]
             ys = [values[v] for v in step.tops]
             try:
@@ -278,6 +305,7 @@ def explain(model, x, target_class="predicted", composite: Composite | None = No
         "input": first, "input_shape": list(relevance.shape),
         "relevance_sums": sums,
         "leak": [s - r for s, r in zip(start_scores, sums)],
+        **quirks.describe(),
         "composite": composite.describe(),
         "layers": layer_log,
     }

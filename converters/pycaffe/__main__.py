@@ -1,9 +1,10 @@
-"""``python -m converters.pycaffe SCRIPT [ARGS...]``: run a pycaffe script unchanged.
+"""python -m converters.pycaffe SCRIPT [ARGS...]: run a pycaffe script unchanged.
 
-``import caffe`` in the script (and in the modules it imports) gives :mod:`converters.pycaffe`.
+import caffe in the script (and in the modules it imports) gives converters.pycaffe.
 """
 from __future__ import annotations
 
+import os
 import runpy
 import sys
 
@@ -13,10 +14,14 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 0 if argv else 2
+    script = argv[0]
+    if not os.path.isfile(script):
+        why = "is a folder, not a script" if os.path.isdir(script) else "no such file"
+        print(f"python -m converters.pycaffe: error: {script}: {why}", file=sys.stderr)
+        return 2
     from . import install
 
     install()
-    script = argv[0]
     sys.argv = argv
     runpy.run_path(script, run_name="__main__")
     return 0

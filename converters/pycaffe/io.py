@@ -119,10 +119,25 @@ def _as_float(img: np.ndarray) -> np.ndarray:
 
 
 def load_image(filename, color: bool = True) -> np.ndarray:
-    """Load an image as an H x W x 3 (``color``) or H x W x 1 float array in [0, 1], RGB order."""
+    """Load an image as an H x W x 3 (``color``) or H x W x 1 float array in [0, 1], RGB order.
+
+    ``filename`` is a path or a binary file-like object (pycaffe hands it to skimage's
+    ``imread``, which accepts both; e.g. the nsfw model's script passes a ``BytesIO``).
+    """
     cv2 = _cv2()
-    path = os.fspath(filename)
-    data = np.fromfile(path, dtype=np.uint8)   # raises FileNotFoundError for a missing file
+    if hasattr(filename, "read"):
+        raw = filename.read()
+        if isinstance(raw, str):
+            raise TypeError("load_image needs a binary file object (open(..., 'rb'), BytesIO)")
+        path = getattr(filename, "name", None) or "<file object>"
+        data = np.frombuffer(bytes(raw), dtype=np.uint8)
+    else:
+        path = os.fspath(filename)
+        data = np.fromfile(path, dtype=np.uint8)   # raises FileNotFoundError for a missing file
+    if data.size == 0:
+        raise ValueError(f"{path}: empty file, not an image")
+    from ..formats.image_header import check_pixels
+    check_pixels(data, str(path))
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ValueError(f"{path}: cannot decode the image")

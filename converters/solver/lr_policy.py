@@ -56,6 +56,10 @@ def _f(x) -> float:
     return float(_f32(x))
 
 
+class LrPolicyError(ValueError):
+    """A learning-rate policy Caffe refuses (its CHECKs in SGDSolver::GetLearningRate)."""
+
+
 def get_learning_rate(param, iteration: int, current_step: int = 0) -> tuple[float, int]:
     """Caffe's learning rate for the 0-based ``iteration``.
 
@@ -72,18 +76,18 @@ def get_learning_rate(param, iteration: int, current_step: int = 0) -> tuple[flo
         rate = base_lr
     elif policy == "step":
         if param.stepsize <= 0:
-            raise ValueError("lr_policy 'step' needs stepsize > 0")
+            raise LrPolicyError("lr_policy 'step' needs stepsize > 0")
         if gamma < 0:
-            raise ValueError("lr_policy 'step' needs gamma >= 0")
+            raise LrPolicyError("lr_policy 'step' needs gamma >= 0")
         current_step = it // int(param.stepsize)
         rate = base_lr * math.pow(gamma, current_step)
     elif policy == "exp":
         if gamma < 0:
-            raise ValueError("lr_policy 'exp' needs gamma >= 0")
+            raise LrPolicyError("lr_policy 'exp' needs gamma >= 0")
         rate = base_lr * math.pow(gamma, it)
     elif policy == "inv":
         if gamma < 0:
-            raise ValueError("lr_policy 'inv' needs gamma >= 0")
+            raise LrPolicyError("lr_policy 'inv' needs gamma >= 0")
         # Dtype(1) + gamma * iter and the power are float.
         rate = _f32(base_lr) * powf(_f32(1) + _f32(gamma) * _f32(it), -_f32(power))
     elif policy == "multistep":
@@ -93,13 +97,13 @@ def get_learning_rate(param, iteration: int, current_step: int = 0) -> tuple[flo
         rate = base_lr * math.pow(gamma, current_step)
     elif policy == "poly":
         if param.max_iter <= 0:
-            raise ValueError("lr_policy 'poly' needs max_iter > 0")
+            raise LrPolicyError("lr_policy 'poly' needs max_iter > 0")
         rate = _f32(base_lr) * powf(_f32(1) - _f32(it) / _f32(param.max_iter), _f32(power))
     elif policy == "sigmoid":
         e = expf(-_f32(gamma) * (_f32(it) - _f32(param.stepsize)))
         rate = _f32(base_lr) * (_f32(1) / (_f32(1) + e))
     else:
-        raise ValueError(f"unknown lr_policy {policy!r} (Caffe knows {', '.join(POLICIES)})")
+        raise LrPolicyError(f"unknown lr_policy {policy!r} (Caffe knows {', '.join(POLICIES)})")
     return _f(rate), current_step
 
 

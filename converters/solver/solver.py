@@ -142,13 +142,22 @@ class Solver:
             self.param = read_solver(solver)
         self.root = Path(root) if root is not None else Path.cwd()
         p = self.param
+        where = f"{self.solver_path}: " if self.solver_path is not None else ""
         if p.snapshot_format != pb.SolverParameter.BINARYPROTO:
-            raise SolverError("snapshot_format HDF5 is not supported (use BINARYPROTO)")
+            raise SolverError(f"{where}snapshot_format HDF5 is not supported (use BINARYPROTO)")
         if p.iter_size < 1:
-            raise SolverError(f"iter_size must be >= 1, got {p.iter_size}")
+            raise SolverError(f"{where}iter_size must be >= 1, got {p.iter_size}")
         if p.average_loss < 1:
-            raise SolverError(f"average_loss must be >= 1, got {p.average_loss}")
-        self.rule = make_rule(p)
+            raise SolverError(f"{where}average_loss must be >= 1, got {p.average_loss}")
+        try:
+            # Caffe checks the policy at the first iteration; checking now names the file
+            # before any net is built
+            get_learning_rate(p, 0)
+            self.rule = make_rule(p)
+        except SolverError as exc:
+            raise SolverError(f"{where}{exc}") from None
+        except ValueError as exc:
+            raise SolverError(f"{where}{exc}") from None
         self.rank, self.world_size, backend = _init_distributed(distributed, device)
         self.device = _resolve_device(device, self.world_size, backend)
         if self.rank != 0:   # only the root solver displays, logs, plots and snapshots (Caffe)
