@@ -17,7 +17,7 @@ import torch
 from .caffemodel import (caffemodel_bytes, copy_trained_layers, save_caffemodel, shape_equals,  # noqa: F401
                          write_caffemodel)
 from .fillers import fill
-from .formats import CaffeFormatError, filter_net, read_net
+from .formats import CaffeFormatError, atomic_writer, filter_net, read_net
 from .formats.prototxt import upgrade_net
 from .layers import ConversionError
 from .net import CaffeNet, phase_name
