@@ -1,22 +1,23 @@
 """Loading Caffe nets and weights into :class:`~converters.net.CaffeNet`, and writing them back.
 
-What it owns: Caffe's weight copying (Net::CopyTrainedLayersFrom, Blob::ShapeEquals with legacy
-4-D dims), filler initialisation of layers without weights, the ``python -m converters convert``
-file format (``model.pt``) and writing a caffemodel from a converted net.
+What it owns: building a converted net from a prototxt and a caffemodel (:func:`load_caffe`), filler
+initialisation of layers without weights (fillers from :mod:`converters.fillers`), shape inference,
+and the ``python -m converters convert`` file format (``model.pt``).  Copying and writing
+caffemodel weights is :mod:`converters.caffemodel`'s (re-exported here).
 """
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from .caffemodel import (caffemodel_bytes, copy_trained_layers, save_caffemodel, shape_equals,  # noqa: F401
+                         write_caffemodel)
+from .fillers import fill
 from .formats import CaffeFormatError, atomic_writer, filter_net, read_net
-from .formats.fastweights import blob_chunks, field_header, read_weight_layers
 from .formats.prototxt import upgrade_net
 from .layers import ConversionError
 from .net import CaffeNet, phase_name
@@ -32,14 +33,6 @@ def _as_net(prototxt) -> pb.NetParameter:
         net.CopyFrom(prototxt)
         return upgrade_net(net)
     return read_net(prototxt)
-
-
-def _as_weights(caffemodel: pb.NetParameter) -> pb.NetParameter:
-    if len(caffemodel.layers):
-        net = pb.NetParameter()
-        net.CopyFrom(caffemodel)
-        return upgrade_net(net)
-    return caffemodel
 
 
 def _filtered(net: pb.NetParameter, phase, level, stages) -> pb.NetParameter:
@@ -119,101 +112,11 @@ def infer_shapes(net_param, input_shapes: dict | None = None, phase=None) -> dic
     return dict(model.blob_shapes)
 
 
-# ------------------------------------------------------------------ weights
-_LEGACY = ("num", "channels", "height", "width")
-
-
-def shape_equals(blob: pb.BlobProto, shape) -> bool:
-    """Caffe's Blob::ShapeEquals: legacy num/channels/height/width compare with the shape padded to 4-D."""
-    legacy = any(blob.HasField(f) for f in _LEGACY)
-    dims = (blob.num, blob.channels, blob.height, blob.width) if legacy else tuple(blob.shape.dim)
-    return _dims_match(legacy, tuple(int(d) for d in dims), tuple(int(d) for d in shape))
-
-
-def _dims_match(legacy, dims: tuple, shape: tuple) -> bool:
-    """``legacy``: True (num/channels/height/width fields), False (``shape`` field), None (unknown:
-    4-D dims are then given the legacy treatment)."""
-    if legacy is False or len(dims) != 4:
-        return dims == shape
-    return len(shape) <= 4 and (1,) * (4 - len(shape)) + shape == dims
-
-
-def _blob_values(blob: pb.BlobProto) -> np.ndarray:
-    if blob.HasField("raw_data"):              # NVIDIA Caffe FP16 (or FP32/FP64) raw bytes
-        from .formats import blob_to_array
-        return blob_to_array(blob).reshape(-1)
-    if len(blob.double_data):
-        return np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
-    return np.asarray(blob.data, dtype=np.float32)
-
-
-def _weight_layers(caffemodel):
-    """(name, [(legacy, dims, values)]) per caffemodel layer, in file order.
-
-    Paths are read straight from the wire format (``formats.fastweights``: disk speed, memory ~
-    file size), which does not say whether 4-D dims were legacy fields; ``NetParameter``s keep
-    Caffe's exact rule.
-    """
-    if isinstance(caffemodel, pb.NetParameter):
-        for layer in _as_weights(caffemodel).layer:
-            blobs = []
-            for blob in layer.blobs:
-                legacy = any(blob.HasField(f) for f in _LEGACY)
-                dims = (blob.num, blob.channels, blob.height, blob.width) if legacy else tuple(blob.shape.dim)
-                blobs.append((legacy, tuple(int(d) for d in dims), _blob_values(blob)))
-            yield layer.name, blobs
-        return
-    for layer in read_weight_layers(caffemodel):
-        yield layer.name, [(None, tuple(arr.shape), arr) for arr in layer.blobs]
-
-
-def copy_trained_layers(model: CaffeNet, caffemodel, source=None) -> set[str]:
-    """Caffe's Net::CopyTrainedLayersFrom: copy blobs by layer name, return the names loaded.
-
-    ``caffemodel``: a path or a ``NetParameter``.  Layers of the caffemodel that the net lacks
-    are ignored; a different number of blobs or a shape that differs (legacy 4-D dims such as
-    ``1 x 1 x N x K`` for an ``N x K`` InnerProduct weight are accepted, as Blob::ShapeEquals
-    does) is an error naming the file, the layer and both shapes.
-    """
-    if source is None:
-        source = caffemodel if not isinstance(caffemodel, pb.NetParameter) else "<caffemodel>"
-    layers = model.caffe_layers
-    loaded = set()
-    for name, blobs in _weight_layers(caffemodel):
-        module = layers.get(name)
-        if module is None:
-            continue                           # "Ignoring source layer", as Caffe
-        target = module.blobs() if hasattr(module, "blobs") else []
-        if len(target) != len(blobs):
-            raise CaffeFormatError(source, f"incompatible number of blobs: the caffemodel has {len(blobs)}, "
-                                           f"the net's {module.caffe_type} layer expects {len(target)}", layer=name)
-        for j, (param, (legacy, dims, values)) in enumerate(zip(target, blobs)):
-            shape = tuple(param.shape)
-            if not _dims_match(legacy, dims, shape):
-                what = " (legacy num, channels, height, width)" if legacy else ""
-                raise CaffeFormatError(source, f"cannot copy param {j} weights; shape mismatch: the caffemodel "
-                                               f"has {dims}{what}, the net expects {shape}", layer=name)
-            if values.size != param.numel():
-                raise CaffeFormatError(source, f"param {j} holds {values.size} values, its shape {dims} needs "
-                                               f"{param.numel()}", layer=name)
-            with torch.no_grad():
-                param.copy_(torch.from_numpy(np.ascontiguousarray(values)).reshape(shape))
-        if target:
-            loaded.add(name)
-    return loaded
-
-
+# ------------------------------------------------------------------ fillers
 def _fill_one(filler, tensor):
-    try:
-        from .solver.fillers import fill
-    except ImportError:          # the solver package is optional here
-        fill = None
-    if fill is not None:
-        out = fill(filler, tensor)
-        if isinstance(out, torch.Tensor) and out is not tensor:
-            tensor.copy_(out)
-        return
-    tensor.fill_(float(filler.value) if filler is not None and filler.type in ("", "constant") else 0.0)
+    out = fill(filler, tensor)
+    if isinstance(out, torch.Tensor) and out is not tensor:
+        tensor.copy_(out)
 
 
 def fill_layers(model: CaffeNet, names, skip=()) -> None:
@@ -226,41 +129,6 @@ def fill_layers(model: CaffeNet, names, skip=()) -> None:
             for param, filler in zip(module.blobs(), module.blob_fillers):
                 if id(param) not in skip:
                     _fill_one(filler, param.data)
-
-
-# ------------------------------------------------------------------ caffemodel writing
-def write_caffemodel(model: CaffeNet, fh) -> None:
-    """Stream the net's layers with their current blobs to ``fh`` (Caffe's Net::ToProto + save)."""
-    head = pb.NetParameter()
-    head.CopyFrom(model.net_param)
-    head.ClearField("layer")
-    head.ClearField("layers")
-    fh.write(head.SerializeToString())
-    for layer, module in zip(model.net_param.layer, model.caffe_layers.values()):
-        bare = pb.LayerParameter()
-        bare.CopyFrom(layer)
-        bare.ClearField("blobs")
-        pieces = [bare.SerializeToString()]
-        for param in (module.blobs() if hasattr(module, "blobs") else []):
-            parts, n = blob_chunks(param.detach().cpu().float().numpy())
-            pieces += [field_header(7, n)] + parts          # LayerParameter.blobs = 7
-        fh.write(field_header(100, sum(len(p) for p in pieces)))   # NetParameter.layer = 100
-        for piece in pieces:
-            fh.write(piece)
-
-
-def caffemodel_bytes(model: CaffeNet) -> bytes:
-    buf = io.BytesIO()
-    write_caffemodel(model, buf)
-    return buf.getvalue()
-
-
-def save_caffemodel(model: CaffeNet, path) -> None:
-    """Write the net's weights as a caffemodel (layer names and parameters, blobs with
-    ``shape``), atomically; ``load_caffe`` reads it back identically."""
-    check_output_file(path)
-    with atomic_writer(path) as fh:
-        write_caffemodel(model, fh)
 
 
 # ------------------------------------------------------------------ model.pt

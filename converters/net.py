@@ -15,19 +15,18 @@ time every layer works from the actual input, so another batch size just works.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from .layers import ConversionError, check_supported, get_converter, is_input_type
+from .graph import AUTO_TOP, LOSS_SUFFIX, ExecutionPlan, plan_params, with_automatic_tops  # noqa: F401
+from .layers import ConversionError, check_supported, get_converter
 from .layers.base import check_blob_shape
 from .layers.data import InputLayer
 from .layers.registry import semantics as layer_semantics
 from .proto import caffe_pb2 as pb
-
-LOSS_SUFFIX = "Loss"
-
 
 def phase_name(phase) -> str:
     if isinstance(phase, str):
@@ -54,24 +53,6 @@ def share_trained_layers(net, other) -> None:
         param.data = src.data
 
 
-AUTO_TOP = "(automatic)"
-
-
-def with_automatic_tops(net_param: pb.NetParameter) -> pb.NetParameter:
-    """Caffe's ``AutoTopBlobs``: a loss layer written without a ``top`` still gets one (an anonymous
-    blob Caffe names ``(automatic)``), so its loss counts (the VGG train_vals' ``loss`` layer).
-    Returns ``net_param`` itself when no layer needs one, else a copy with the tops spelled out."""
-    needs = [i for i, layer in enumerate(net_param.layer)
-             if not len(layer.top) and layer.type.endswith(LOSS_SUFFIX)]
-    if not needs:
-        return net_param
-    out = pb.NetParameter()
-    out.CopyFrom(net_param)
-    for n, i in enumerate(needs):
-        out.layer[i].top.append(AUTO_TOP if n == 0 else f"{AUTO_TOP}#{n + 1}")
-    return out
-
-
 def _module_key(name: str, taken) -> str:
     base = name.replace(".", "_") or "layer"
     key, k = base, 1
@@ -81,10 +62,22 @@ def _module_key(name: str, taken) -> str:
     return key
 
 
+class ParamSpec(NamedTuple):
+    """One learnable blob in Caffe's learnable-param order: the owning layer's (unique) name, the
+    blob's index in it, the ``nn.Parameter`` and its effective ``lr_mult`` and ``decay_mult``."""
+
+    layer: str
+    blob_index: int
+    param: nn.Parameter
+    lr_mult: float
+    decay_mult: float
+
+
 class CaffeNet(nn.Module):
     """A converted Caffe net.  Build it with :func:`converters.load_caffe`.
 
-    Attributes: ``net_param`` (the filtered NetParameter), ``phase`` (``"TRAIN"``/``"TEST"``),
+    Attributes: ``plan`` (the :class:`~converters.graph.ExecutionPlan` every walker of the net
+    follows), ``net_param`` (the filtered NetParameter), ``phase`` (``"TRAIN"``/``"TEST"``),
     ``input_names``, ``input_shapes``, ``output_names``, ``blob_shapes``, ``loss_weights``,
     ``caffe_layers`` (layer name -> module), ``missing_weights`` (layers left at their fillers).
     """
@@ -99,36 +92,27 @@ class CaffeNet(nn.Module):
         self.semantics = semantics
 
     def _build(self, net_param: pb.NetParameter, input_shapes: dict | None):
-        self.net_param = net_param = with_automatic_tops(net_param)
         self.phase = phase_name(net_param.state.phase)
-        overrides = {k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()}
         check_supported(net_param.layer, net_param.name)
+        self.plan = plan = ExecutionPlan(net_param)
+        self.net_param = net_param = plan.net_param
+        overrides = {k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()}
         self.layers = nn.ModuleDict()
-        self._names: list[str] = []            # caffe layer name (made unique) per step
-        self._steps: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
+        self._keys: list[str] = []              # module key per plan step
         self.input_names: list[str] = []
         self.input_shapes: dict[str, tuple] = {}
         self._input_layers: dict[str, InputLayer] = {}
-        self.loss_weights: dict[str, float] = {}
+        self.loss_weights: dict[str, float] = dict(plan.loss_weights)
         self.missing_weights: list[str] = []
         self.input_memory_format = None
         shapes: dict[str, tuple] = {}
-        available: dict[str, None] = {}
-        seen_names: set[str] = set()
-        for layer in net_param.layer:
-            bottoms = tuple(layer.bottom)
-            for i, b in enumerate(bottoms):
-                if b not in shapes:
-                    raise ConversionError(layer, f"unknown bottom blob '{b}' (bottom index {i})")
-            for i, t in enumerate(layer.top):
-                in_place = i < len(bottoms) and bottoms[i] == t
-                if t in shapes and not in_place:
-                    raise ConversionError(layer, f"top blob '{t}' produced by multiple sources")
+        for step in plan.steps:
+            layer = step.layer
             convert = get_converter(layer.type)
-            module, tops = convert(layer, [shapes[b] for b in bottoms], self.phase)
+            module, tops = convert(layer, [shapes[b] for b in layer.bottom], self.phase)
             if len(tops) != len(layer.top):
                 raise ConversionError(layer, f"converter gave {len(tops)} top shapes for {len(layer.top)} tops")
-            if is_input_type(layer.type):
+            if step.is_input:
                 tops = list(tops)
                 for i, t in enumerate(layer.top):
                     if t in overrides:
@@ -143,112 +127,70 @@ class CaffeNet(nn.Module):
                 if s is not None:
                     # Blob::Reshape's checks: dims >= 0, at most INT_MAX values
                     check_blob_shape(layer, s, f"top blob '{t}'")
-            name = layer.name
-            if name in seen_names:
-                k = 2
-                while f"{name}#{k}" in seen_names:
-                    k += 1
-                name = f"{name}#{k}"
-            seen_names.add(name)
-            key = _module_key(name, self.layers)
+            key = _module_key(step.unique_name, self.layers)
             self.layers[key] = module
-            self._names.append(name)
-            self._steps.append((key, () if is_input_type(layer.type) else bottoms, tuple(layer.top)))
-            for b in bottoms:
-                available.pop(b, None)
+            self._keys.append(key)
             for t, s in zip(layer.top, tops):
                 shapes[t] = tuple(s)
-                available[t] = None
-            self._set_loss_weights(layer)
         unknown = sorted(set(overrides) - set(self.input_names))
         if unknown:
             raise ConversionError(None, f"net '{net_param.name}': input_shapes names {unknown}, which are not "
                                         f"input blobs (the inputs are {self.input_names})")
-        for key, bottoms, _ in self._steps:        # never modify a caller's input tensor in place
-            if hasattr(self.layers[key], "inplace") and any(b in self._input_layers for b in bottoms):
+        for step, key in zip(plan.steps, self._keys):   # never modify a caller's input tensor in place
+            if hasattr(self.layers[key], "inplace") and any(b in self._input_layers for b in step.bottoms):
                 self.layers[key].inplace = False
         self.blob_shapes: dict[str, tuple] = shapes
-        self.output_names: list[str] = sorted(available)    # Caffe keeps them in a std::set
-        self._share_and_spec()
-        self._plan_frees()
+        self.output_names: list[str] = list(plan.outputs)
+        self._share_params()
+        self._compile()
 
     # ------------------------------------------------------------------ construction helpers
-    def _set_loss_weights(self, layer):
-        if len(layer.loss_weight) and len(layer.loss_weight) != len(layer.top):
-            raise ConversionError(layer, f"loss_weight must be unspecified or specified once per top blob "
-                                         f"({len(layer.top)}), got {len(layer.loss_weight)}")
-        for i, t in enumerate(layer.top):
-            if len(layer.loss_weight):
-                w = float(layer.loss_weight[i])
-            else:
-                w = 1.0 if (layer.type.endswith(LOSS_SUFFIX) and i == 0) else 0.0
-            if w != 0.0:
-                self.loss_weights[t] = w
+    def module_at(self, position: int) -> nn.Module:
+        """The module of the plan step at ``position``."""
+        return self.layers[self._keys[position]]
 
-    def _share_and_spec(self):
-        """Caffe's AppendParam: named params are shared (owner first); learnable-param order and rates."""
-        owners: dict[str, int] = {}
-        specs: list[list] = []       # [layer name, blob index, module key, attr, lr, decay, has_lr, has_decay]
-        for (key, _, _), name, layer in zip(self._steps, self._names, self.net_param.layer):
-            module = self.layers[key]
-            for i, attr in enumerate(getattr(module, "blob_names", ())):
-                spec = layer.param[i] if i < len(layer.param) else None
-                default_lr = module.blob_lr_default[i]
-                lr = spec.lr_mult if spec is not None and spec.HasField("lr_mult") else (
-                    default_lr if default_lr is not None else 1.0)
-                decay = spec.decay_mult if spec is not None else 1.0
-                has_lr = (spec is not None and spec.HasField("lr_mult")) or default_lr is not None
-                has_decay = spec is not None and spec.HasField("decay_mult")
-                pname = spec.name if spec is not None else ""
-                if not pname or pname not in owners:
-                    if pname:
-                        owners[pname] = len(specs)
-                    specs.append([name, i, key, attr, lr, decay, has_lr, has_decay])
-                    continue
-                owner = specs[owners[pname]]
-                owner_param = getattr(self.layers[owner[2]], owner[3])
-                mine = getattr(module, attr)
-                strict = spec.share_mode != pb.ParamSpec.PERMISSIVE
-                if (tuple(owner_param.shape) != tuple(mine.shape)) if strict else (owner_param.numel() != mine.numel()):
-                    raise ConversionError(layer, f"cannot share param '{pname}' owned by layer '{owner[0]}': "
-                                                 f"owner shape {tuple(owner_param.shape)}, this layer's "
-                                                 f"{tuple(mine.shape)}")
-                if tuple(owner_param.shape) != tuple(mine.shape):
-                    raise ConversionError(layer, f"PERMISSIVE sharing of param '{pname}' with a different "
-                                                 f"shape ({tuple(owner_param.shape)} vs {tuple(mine.shape)}) "
-                                                 f"is not supported")
-                setattr(module, attr, owner_param)
-                if spec.HasField("lr_mult"):
-                    if owner[6] and owner[4] != spec.lr_mult:
-                        raise ConversionError(layer, f"shared param '{pname}' has mismatched lr_mult")
-                    owner[4], owner[6] = spec.lr_mult, True
-                if spec.HasField("decay_mult"):
-                    if owner[7] and owner[5] != spec.decay_mult:
-                        raise ConversionError(layer, f"shared param '{pname}' has mismatched decay_mult")
-                    owner[5], owner[7] = spec.decay_mult, True
-        self._specs = [tuple(s[:6]) for s in specs]
+    def _share_params(self):
+        """Caffe's AppendParam (planned by :func:`converters.graph.plan_params`): named params are
+        tied to their owner's memory; the learnable-param order and rates."""
+        modules = [self.module_at(step.position) for step in self.plan.steps]
+        blob_names = [tuple(getattr(m, "blob_names", ())) for m in modules]
+        params, shares = plan_params(self.plan, [len(b) for b in blob_names],
+                                     [getattr(m, "blob_lr_default", ()) for m in modules])
+        for share in shares:
+            owner = params[share.owner]
+            owner_param = getattr(modules[owner.position], blob_names[owner.position][owner.blob_index])
+            module = modules[share.position]
+            attr = blob_names[share.position][share.blob_index]
+            mine = getattr(module, attr)
+            layer = self.plan.steps[share.position].layer
+            if (tuple(owner_param.shape) != tuple(mine.shape)) if share.strict else (owner_param.numel() != mine.numel()):
+                raise ConversionError(layer, f"cannot share param '{share.name}' owned by layer '{owner.layer}': "
+                                             f"owner shape {tuple(owner_param.shape)}, this layer's "
+                                             f"{tuple(mine.shape)}")
+            if tuple(owner_param.shape) != tuple(mine.shape):
+                raise ConversionError(layer, f"PERMISSIVE sharing of param '{share.name}' with a different "
+                                             f"shape ({tuple(owner_param.shape)} vs {tuple(mine.shape)}) "
+                                             f"is not supported")
+            setattr(module, attr, owner_param)
+        self.learnable = params
+        self._specs = [(p.layer, p.blob_index, self._keys[p.position], blob_names[p.position][p.blob_index],
+                        p.lr_mult, p.decay_mult) for p in params]
 
-    def _plan_frees(self):
-        """For forward(): after which step each intermediate blob can be dropped."""
-        last_read: dict[str, int] = {}
-        for i, (_, bottoms, _) in enumerate(self._steps):
-            for b in bottoms:
-                last_read[b] = i
-        keep = set(self.output_names)
-        self._frees = []
-        for i, (_, bottoms, tops) in enumerate(self._steps):
-            self._frees.append(tuple(b for b in dict.fromkeys(bottoms)
-                                     if last_read.get(b) == i and b not in tops and b not in keep))
+    def _compile(self):
+        """The plan as the flat tuples forward() runs over (no attribute lookups per layer)."""
+        self._steps = [(key, step.bottoms, step.tops) for key, step in zip(self._keys, self.plan.steps)]
+        self._frees = [step.frees for step in self.plan.steps]
 
     # ------------------------------------------------------------------ introspection
     @property
     def caffe_layers(self) -> "OrderedDict[str, nn.Module]":
-        return OrderedDict((name, self.layers[key]) for name, (key, _, _) in zip(self._names, self._steps))
+        return OrderedDict((step.unique_name, self.layers[key]) for step, key in zip(self.plan.steps, self._keys))
 
     def param_specs(self):
-        """``(layer_name, blob_index, param, lr_mult, decay_mult)`` in Caffe's learnable-param order."""
+        """:class:`ParamSpec` ``(layer, blob_index, param, lr_mult, decay_mult)`` in Caffe's
+        learnable-param order (shared blobs once, at their owner)."""
         for name, i, key, attr, lr, decay in self._specs:
-            yield name, i, getattr(self.layers[key], attr), lr, decay
+            yield ParamSpec(name, i, getattr(self.layers[key], attr), lr, decay)
 
     # ------------------------------------------------------------------ running
     def _inputs(self, args, kwargs) -> dict:

@@ -23,7 +23,8 @@ How Caffe's rules are written in the graph (so that any ONNX runtime computes wh
   convolutions are plain tensor operations.  DetectionOutput, Proposal, ROIPooling, PSROIPooling and
   SegNet's Upsample (max-unpooling) are not exportable: the error names the layer; export the net
   up to their bottoms with ``outputs=[...]`` (layers that feed no requested output are left out).
-Every other layer is exported as the converter built it.
+Every other layer is exported as the converter built it.  The layers run in the order and over the
+blobs of the net's :class:`~converters.graph.ExecutionPlan` (Caffe's in-place rule included).
 """
 from __future__ import annotations
 
@@ -193,31 +194,31 @@ class OnnxExportable(nn.Module):
         self.net = net
         self.input_names = list(net.input_names)
         self.output_names = list(outputs) if outputs else list(net.output_names)
-        layers = list(net.net_param.layer)
-        modules = list(net.caffe_layers.values())
+        steps_of_plan = list(net.plan.steps)
         # only the layers that feed a requested output (so a net can be exported up to the bottoms
         # of a layer ONNX cannot express, e.g. SSD up to DetectionOutput)
-        needed, used = set(self.output_names), [False] * len(layers)
-        for i in range(len(layers) - 1, -1, -1):
-            if needed & set(layers[i].top):
-                used[i] = True
-                if layers[i].type not in SHAPE_ONLY:
-                    needed |= set(layers[i].bottom)
+        needed, used = set(self.output_names), [False] * len(steps_of_plan)
+        for step in reversed(steps_of_plan):
+            if needed & set(step.tops):
+                used[step.position] = True
+                if step.type not in SHAPE_ONLY:
+                    needed |= set(step.bottoms)
         # inputs nothing exported reads (a blob only PriorBox looks at, for its shape) are left out
         self.input_names = [n for n in self.input_names if n in needed]
         produced = set(net.input_names)
         steps = []
         self.export_layers = nn.ModuleList()
-        for layer, module, use in zip(layers, modules, used):
+        for step in steps_of_plan:
+            module = net.module_at(step.position)
             if isinstance(module, InputLayer):
                 continue
-            if not use:
-                produced.update(layer.top)
+            if not used[step.position]:
+                produced.update(step.tops)
                 continue
-            fork = _fork_export_layer(layer, module, net.blob_shapes)
+            fork = _fork_export_layer(step.layer, module, net.blob_shapes)
             self.export_layers.append(fork if fork is not None else _export_layer(module, native_lrn))
-            steps.append((() if layer.type in SHAPE_ONLY else tuple(layer.bottom), tuple(layer.top)))
-            produced.update(layer.top)
+            steps.append((() if step.type in SHAPE_ONLY else step.bottoms, step.tops))
+            produced.update(step.tops)
         missing = [o for o in self.output_names if o not in produced]
         if missing:
             raise ExportError(f"unknown output blob(s) {missing}; the net's blobs are {sorted(produced)}")

@@ -122,11 +122,7 @@ class Classifier:
             for net in self.nets:
                 xi = x - net.mean if net.mean is not None else x
                 layout = torch.channels_last if self.channels_last else torch.contiguous_format
-                crops = protocol.oversample(xi, net.input_size, layout)  # (B, 10, C, S, S)
-                b = crops.shape[0]
-                flat = crops.reshape(b * protocol.N_CROPS, *crops.shape[2:])
-                out = protocol.output_of(net.model, flat, net.output_blob)
-                out = out.reshape(b, protocol.N_CROPS, -1).float().cpu().numpy()
+                out = protocol.crop_outputs(net.model, xi, net.input_size, net.output_blob, layout)
                 if out.shape[2] != self.n_classes:
                     raise PredictError(f"{net.deploy}: output blob {net.output_blob!r} has {out.shape[2]} classes, "
                                        f"{self.n_classes} labels")
@@ -500,8 +496,8 @@ def read_image(path) -> np.ndarray:
     Raises PredictError for files that are not images or too large to decode; a truncated JPEG
     is read as libjpeg does (grey where data is missing) with an :class:`ImageWarning`.
     """
-    import cv2
     from converters.formats.image_header import check_pixels
+    from converters.formats.images import read_image as imread
     try:
         with open(path, "rb") as fh:
             check_pixels(fh.read(65536), str(path))
@@ -512,10 +508,10 @@ def read_image(path) -> np.ndarray:
     truncated = _jpeg_truncated(path)
     if truncated:
         with _quiet_stderr_fd():
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            img = imread(path)
     else:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
+        img = imread(path)
+    if img is None:
         raise PredictError(f"{path}: cannot be read as an image")
     if truncated:
         warnings.warn(f"{path}: truncated JPEG (the data ends before the image does); "
@@ -525,10 +521,8 @@ def read_image(path) -> np.ndarray:
 
 def to_net_input(img: np.ndarray, size) -> np.ndarray:
     """(H, W, 3) BGR uint8 -> (3, h, w) uint8 squashed to ``size`` = (h, w) with INTER_LINEAR."""
-    import cv2
-    h, w = size
-    if img.shape[:2] != (h, w):
-        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    from converters.formats.images import squash
+    img = squash(img, *size)
     return np.ascontiguousarray(img.transpose(2, 0, 1))
 
 
@@ -1044,7 +1038,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m reproduce.predict", description=__doc__.split("\n\n")[0],
+    p = _Parser(prog="python -m reproduce.predict", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER", help="photos or folders (also --predict)")
     add_predict_arguments(p)

@@ -194,6 +194,23 @@ def output_of(model, x: torch.Tensor, blob: str) -> torch.Tensor:
     return out.reshape(out.shape[0], -1)
 
 
+def crop_outputs(model, images: torch.Tensor, input_size: int, output_blob: str,
+                 memory_format=torch.contiguous_format) -> np.ndarray:
+    """The 10-crop scoring step: float (B, C, H, W) images (mean already subtracted) -> the
+    ``output_blob`` rows of their ``caffe.io.oversample`` crops as float32 (B, 10, K), one forward
+    pass of B x 10 crops.  ``run.py --predict`` scores through it, :func:`evaluate` (which builds the
+    crops of the next batch ahead) through its :func:`crop_scores`."""
+    crops = oversample(images, input_size, memory_format)  # (B, 10, C, S, S)
+    b = crops.shape[0]
+    return crop_scores(model, crops.reshape(b * N_CROPS, *crops.shape[2:]), b, output_blob)
+
+
+def crop_scores(model, crops: torch.Tensor, n_images: int, output_blob: str) -> np.ndarray:
+    """One forward pass of ``n_images x 10`` crops (image-major) -> float32 (n_images, 10, K)."""
+    out = output_of(model, crops, output_blob)
+    return out.reshape(n_images, N_CROPS, -1).detach().float().cpu().numpy()
+
+
 def _all_blobs(model, x):
     names = list(getattr(model, "input_names", None) or ["data"])
     return model.forward_blobs({names[0]: x})
@@ -305,8 +322,7 @@ def evaluate(model, samples: Iterable, mean, input_size: int, output_blob: str, 
                 break
             pending = submit(prepare)     # the next batch is read and cropped during this forward pass
             b = len(chunk)
-            out = output_of(model, x, output_blob)
-            probs.append(out.reshape(b, N_CROPS, -1).float().cpu().numpy())
+            probs.append(crop_scores(model, x, b, output_blob))
             keys.extend(s[0] for s in chunk)
             labels.extend(int(s[1]) for s in chunk)
             if progress is not None:

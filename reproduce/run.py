@@ -30,19 +30,12 @@ from reproduce import demo, explain, fetch, grid, predict, protocol, report, sou
 from converters import ort_backend  # noqa: E402
 from reproduce.assets import ENV_MIRROR, ENV_ROOT, AssetError, AssetStore  # noqa: E402
 from reproduce.studies import add_study_arguments, run_study  # noqa: E402
+from reproduce.options import MissingInputs, UsageError, parse_folds, validate  # noqa: E402,F401
 from converters.outputs import OutputPathError, check_output_dir  # noqa: E402
 
 PROTOCOL_VERSION = 1  # bump when the scoring changes so cached fold results are recomputed
 DEFAULT_BATCH = {"adiencenet": 50, "caffenet": 25, "googlenet": 10, "vgg16": 4}  # images (x10 crops)
 PROG = "run.py"
-
-
-class UsageError(Exception):
-    pass
-
-
-class MissingInputs(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,7 +44,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0],
+    # allow_abbrev=False: "--demo-iter 5" must be an error, not silently "--demo-iters 5"
+    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sel = p.add_argument_group("what to evaluate")
     sel.add_argument("--table", type=int, help="2 (age), 3 (gender), 4/5 (test-set swapping)")
@@ -120,42 +114,6 @@ class Job:
     fold: int
     iteration: int
     weights: Path
-
-
-def parse_folds(text: str) -> list[int]:
-    try:
-        folds = [int(x) for x in text.replace(";", ",").split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"--folds: expected comma separated fold numbers 0..4, got {text!r}") from None
-    if not folds or any(f not in range(5) for f in folds):
-        raise UsageError(f"--folds: folds are 0..4, got {text!r}")
-    return sorted(set(folds))
-
-
-def validate(args) -> None:
-    if args.table is not None and args.table not in grid.TABLES:
-        raise UsageError(f"--table: expected 2, 3, 4 or 5, got {args.table}")
-    if args.lmdb and args.adience:
-        raise UsageError("give either --lmdb or --adience, not both")
-    if args.iter is not None and args.source == "readme":
-        raise UsageError("--iter and --source readme exclude each other")
-    if args.iter is not None and args.iter <= 0:
-        raise UsageError(f"--iter: expected a positive iteration, got {args.iter}")
-    if args.batch is not None and args.batch <= 0:
-        raise UsageError(f"--batch: expected a positive number of images, got {args.batch}")
-    if args.source == "readme" and "{iter}" not in args.weights_name:
-        raise UsageError("--source readme needs {iter} in --weights-name to find the snapshots")
-    dev = args.device
-    if not (dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise UsageError(f"--device: expected cpu or cuda[:N], got {dev!r}")
-    if dev.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available to torch here")
-    try:
-        ort_backend.resolve_backend(getattr(args, "backend", "auto"), dev)
-    except ort_backend.BackendError as exc:
-        raise UsageError(f"--backend: {exc}")
 
 
 def readme_iterations(cell: grid.Cell, args, folds) -> list[int]:
@@ -422,7 +380,29 @@ def run_explain(args) -> int:
     return 0
 
 
+OVERVIEW = f"""usage: {PROG} MODE [options]   (--help lists every option)
+
+modes:
+  table    --table T [--row R] [--col C] --lmdb DIR | --adience DIR   score the paper's models (Tables 2-5)
+  list     --list                                    print every cell of Tables 2-5
+  fetch    --fetch-assets                            fetch the upstream prototxts, folds and mean images
+  demo     --demo                                    the whole pipeline offline on SYNTHETIC data
+  predict  --predict IMAGES...                       age/gender of photos with a cell's models
+  explain  --explain --images IMAGES...              LRP heatmaps of a cell's fold models
+  train    --train --table T --row R --col C ...     the paper's training runs, then their evaluation
+  study    --study NAME                              the follow-up studies (mtl2022, fusion2022)"""
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if not list(argv):
+        # no mode chosen: the overview of the modes on stdout, and the usual one-line error (exit 2:
+        # nothing was done)
+        print(OVERVIEW)
+        print(f"{PROG}: error: one of --table, --list or --fetch-assets (or another mode above) is required",
+              file=sys.stderr)
+        return 2
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -441,9 +421,21 @@ def main(argv=None) -> int:
         if args.predict:
             return predict.run_predict(args)
         if args.train:
-            return train.run_train(args)
+            return train.run_train(args, evaluate=run_table)
         if args.explain:
             return run_explain(args)
+    except (UsageError, grid.GridError, AssetError, OutputPathError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    return run_table(args)
+
+
+def run_table(args) -> int:
+    """The table mode on parsed options: score the selected cells' fold models (``--fetch-assets``
+    and ``--list`` first); 0 done, 2 bad options or missing inputs.  ``run.py --train`` calls it
+    with the training run's options to evaluate what it trained."""
+    try:
+        validate(args)
         store = AssetStore(args.assets_dir, args.assets_mirror, progress=False if args.no_progress else None)
         if args.fetch_assets:
             paths = store.fetch_all()

@@ -105,13 +105,13 @@ def lmdb_count(path) -> int | None:
 def load_adience_image(path, square: bool, size: int = SIZE) -> np.ndarray:
     """One face as the LMDB stored it: OpenCV colour read (BGR), optional squaring, 256x256 INTER_LINEAR,
     uint8 (C, H, W)."""
-    import cv2
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    from converters.formats.images import read_image, squash
+    img = read_image(path)
     if img is None:
         raise SourceError(f"{path}: cannot be read as an image")
     if square:
         img = pad_to_square(img)
-    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+    img = squash(img, size, size)
     return np.ascontiguousarray(img.transpose(2, 0, 1))
 
 

@@ -64,16 +64,19 @@ import argparse  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import random  # noqa: E402
 import re  # noqa: E402
 import socket  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from typing import Callable  # noqa: E402
 
-from reproduce import grid, sources  # noqa: E402
+from reproduce import grid, options, sources  # noqa: E402
 from reproduce.cli import OptionGroup  # noqa: E402
-from reproduce.assets import VARIANT_SUFFIX, AssetError, AssetStore  # noqa: E402
+from reproduce.assets import VARIANT_SUFFIX, AssetError, AssetStore  # noqa: E402,F401
+# the upstream prototxt rewrite and the Adience LMDB building are modules of their own; their
+# names stay importable from here
+from reproduce.upstream_rewrite import (SNAPSHOT_PREFIX, SUFFIX_VARIANT, Rewritten, TrainError,  # noqa: E402,F401
+                                        lmdb_dir, rewrite_solver, rewrite_train_val)
+from reproduce.adience_lmdb import COARSE, LANDMARK, adience_image, build_adience_lmdbs  # noqa: E402,F401
 
 PROG = "run.py"
 
@@ -85,14 +88,7 @@ INIT_FILES = {("imagenet", "caffenet"): "bvlc_reference_caffenet.caffemodel",
               ("imagenet", "googlenet"): "bvlc_googlenet.caffemodel",
               ("imagenet", "vgg16"): "VGG_ILSVRC_16_layers.caffemodel",
               ("imdbwiki", "vgg16"): "dex_imdb_wiki.caffemodel"}
-SNAPSHOT_PREFIX = "caffenet_train"
 QG1_FOLDER = "gender_finetuning_googlenet_mixed"
-SUFFIX_VARIANT = {v: k for k, v in VARIANT_SUFFIX.items()}
-LANDMARK, COARSE = "landmark_aligned_face", "coarse_tilt_aligned_face"
-
-
-class TrainError(Exception):
-    """A problem the user can fix (bad option, unmappable path, missing input); exit code 2."""
 
 
 # ---------------------------------------------------------------------------- options
@@ -163,127 +159,6 @@ def training_variant(cell, q_g1: str = "mixed") -> str:
     if cell.folder == QG1_FOLDER and q_g1 == "committed":
         return "r"
     return cell.train
-
-
-# ---------------------------------------------------------------------------- rewriting
-_FIELD = re.compile(r'^(?P<head>\s*(?P<field>source|mean_file)\s*:\s*)"(?P<value>[^"]*)"(?P<tail>.*)$')
-_LMDB = re.compile(r"(?:^|/)lmdb(?P<sfx>_unaligned|_mixed)?/Test_fold_is_(?P<fold>\d+)/"
-                   r"(?P<name>(?P<target>age|gender)_(?P<split>train|val|test)_lmdb)/*$")
-_MEAN = re.compile(r"(?:^|/)mean_image(?P<sfx>_unaligned|_mixed)?/Test_fold_is_(?P<fold>\d+)/mean\.binaryproto$")
-_BATCH = re.compile(r"^(?P<head>\s*batch_size\s*:\s*)(?P<value>\d+)(?P<tail>.*)$")
-_ABS = re.compile(r'"(/[^"]*)"')
-
-
-@dataclass
-class Rewritten:
-    text: str
-    lmdbs: list = field(default_factory=list)      # (split, Path) in file order
-    means: list = field(default_factory=list)      # Path
-    changes: list = field(default_factory=list)    # "line N: field 'old' -> 'new'"
-    remapped: list = field(default_factory=list)   # Q-G1 variant changes
-
-
-def lmdb_dir(root, variant: str, fold: int, name: str) -> Path:
-    return Path(root) / f"lmdb{VARIANT_SUFFIX[variant]}" / f"Test_fold_is_{fold}" / name
-
-
-def rewrite_train_val(text: str, *, file, fold: int, lmdb_root, mean_path: Callable[[str, int], Path],
-                      variant: str | None = None, remap: bool = False, batch_size: int | None = None) -> Rewritten:
-    """Map the hard-coded ``<ROOT>`` LMDB and mean paths of an upstream train_val to the user's data.
-
-    ``variant``: the data variant the file is expected to read; a path of another variant is an
-    error unless ``remap`` (Q-G1), which replaces it by ``variant`` and records it.  ``mean_path``
-    gives the mean file of (variant, fold).  ``batch_size`` replaces every ``batch_size`` value.
-    """
-    out = Rewritten("")
-    lines = text.split("\n")
-    for n, line in enumerate(lines, 1):
-        m = _FIELD.match(line)
-        if m:
-            fld, value = m.group("field"), m.group("value")
-            pat = _LMDB if fld == "source" else _MEAN
-            pm = pat.search(value)
-            if not pm:
-                expect = ("lmdb{,_unaligned,_mixed}/Test_fold_is_K/{age,gender}_{train,val,test}_lmdb" if fld == "source"
-                          else "mean_image{,_unaligned,_mixed}/Test_fold_is_K/mean.binaryproto")
-                raise TrainError(f"{file}:{n}: cannot map {fld} {value!r} to the local data (expected a path "
-                                 f"ending in {expect})")
-            k = int(pm.group("fold"))
-            if k != fold:
-                raise TrainError(f"{file}:{n}: {fld} {value!r} is for fold {k}, the file is for fold {fold}")
-            var = SUFFIX_VARIANT[pm.group("sfx") or ""]
-            if variant is not None and var != variant:
-                if not remap:
-                    raise TrainError(f"{file}:{n}: {fld} {value!r} reads the [{var}] data, the model folder "
-                                     f"is a [{variant}] model")
-                out.remapped.append(f"line {n}: {fld} [{var}] -> [{variant}]")
-                var = variant
-            if fld == "source":
-                new = lmdb_dir(lmdb_root, var, fold, pm.group("name"))
-                out.lmdbs.append((pm.group("split"), new))
-            else:
-                new = Path(mean_path(var, fold))
-                out.means.append(new)
-            new_s = str(Path(new).resolve())
-            if '"' in new_s:
-                raise TrainError(f"{new_s}: a path with a double quote cannot be written into a prototxt")
-            line = f'{m.group("head")}"{new_s}"{m.group("tail")}'
-            out.changes.append(f"line {n}: {fld} {value!r} -> {new_s!r}")
-        else:
-            am = _ABS.search(line.split("#", 1)[0])
-            if am:
-                raise TrainError(f"{file}:{n}: cannot map the absolute path {am.group(1)!r} (only source and "
-                                 f"mean_file paths are rewritten)")
-            bm = _BATCH.match(line) if batch_size is not None else None
-            if bm:
-                line = f"{bm.group('head')}{int(batch_size)}{bm.group('tail')}"
-                out.changes.append(f"line {n}: batch_size {bm.group('value')} -> {int(batch_size)}")
-        lines[n - 1] = line
-    if not out.lmdbs:
-        raise TrainError(f"{file}: no Data layer source found to rewrite")
-    out.text = "\n".join(lines)
-    return out
-
-
-_SOLVER_FIELD = re.compile(r"^\s*(?P<field>[A-Za-z_]+)\s*:")
-
-
-def rewrite_solver(text: str, *, file, net: str, max_iter: int, snapshot: int, test_iter: int | None = None,
-                   seed: int | None = None) -> tuple[str, list[str]]:
-    """The committed solver with the real schedule; base_lr/gamma/stepsize/momentum/... untouched.
-
-    Returns (new text, list of changes).  ``test_iter`` 0 switches the test passes off
-    (``test_interval: 0``, ``test_initialization: false``).
-    """
-    repl = {"net": f'"{net}"', "max_iter": str(int(max_iter)), "snapshot": str(int(snapshot)),
-            "snapshot_prefix": f'"{SNAPSHOT_PREFIX}"'}
-    if test_iter is not None:
-        if test_iter > 0:
-            repl["test_iter"] = str(int(test_iter))
-        else:
-            repl["test_interval"] = "0"
-            repl["test_initialization"] = "false"
-    if seed is not None:
-        repl["random_seed"] = str(int(seed))
-    seen, changes, lines = set(), [], []
-    for line in text.split("\n"):
-        m = _SOLVER_FIELD.match(line)
-        if m and m.group("field") in repl:
-            fld = m.group("field")
-            old = line.split(":", 1)[1].strip()
-            line = f"{fld}: {repl[fld]}"
-            if old != repl[fld]:
-                changes.append(f"{fld}: {old} -> {repl[fld]}")
-            seen.add(fld)
-        lines.append(line)
-    while lines and not lines[-1].strip():
-        lines.pop()
-    for fld in repl:
-        if fld not in seen:
-            lines.append(f"{fld}: {repl[fld]}")
-            changes.append(f"{fld}: (unset) -> {repl[fld]}")
-    header = [f"# {file}, rewritten by reproduce/train.py:"] + [f"#   {c}" for c in changes]
-    return "\n".join(header + lines) + "\n", changes
 
 
 # ---------------------------------------------------------------------------- planning
@@ -458,65 +333,6 @@ def missing_message(cells, missing: list[str], kinds: set) -> str:
         lines += ["  * mean images: DIR/mean_image{,_unaligned,_mixed}/Test_fold_is_K/mean.binaryproto for --means DIR;",
                   "    without --means the upstream mean images are fetched."]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------- raw Adience -> LMDB
-def adience_image(adience: Path, rel: str) -> tuple[Path, bool]:
-    """Image file of a fold-list entry and whether it must be squared ([r] coarse-tilt faces)."""
-    base = os.path.basename(rel)
-    if base.startswith(COARSE):
-        return Path(adience) / sources.ADIENCE_DIRS["r"] / rel, True
-    return Path(adience) / sources.ADIENCE_DIRS["i"] / rel, False
-
-
-def build_adience_lmdbs(jobs: list[TrainJob], args, store: AssetStore, data_root: Path, progress: bool) -> list[str]:
-    """Build the train/val LMDBs the jobs read from raw Adience images and the upstream fold lists.
-
-    As ``create_lmdb_*.sh``: ``convert_imageset --resize_height=256 --resize_width=256 --shuffle``
-    (shuffle seeded here; upstream's was not), coarse-tilt faces squared first.  Returns the
-    missing-image messages (nothing is built then).
-    """
-    from converters.formats import write_lmdb
-    todo = []
-    for job in jobs:
-        for split, path in job.rewritten.lmdbs:
-            if (path / "data.mdb").is_file():
-                continue
-            m = _LMDB.search(str(path))
-            todo.append((path, m.group("target"), split, job.variant, job.fold))
-    todo = list(dict.fromkeys(todo))
-    missing = []
-    lists = {}
-    for path, target, split, variant, fold in todo:
-        from converters.formats.lmdb_io import read_imageset_list
-        lst = store.fold_list(variant, fold, target, split)
-        entries = read_imageset_list(lst)
-        lists[path] = entries
-        absent = [str(adience_image(args.adience, rel)[0]) for rel, _ in entries
-                  if not adience_image(args.adience, rel)[0].is_file()]
-        if absent:
-            missing.append(f"{len(absent)} of the {len(entries)} Adience images listed in {lst} are missing, "
-                           f"e.g. {absent[0]}")
-    if missing:
-        return missing
-    for path, target, split, variant, fold in todo:
-        entries = list(lists[path])
-        random.Random(f"{variant}/{fold}/{target}/{split}").shuffle(entries)
-        from tqdm import tqdm
-        bar = tqdm(total=len(entries), desc=f"LMDB {path.parent.parent.name}/{path.parent.name}/{path.name}",
-                   unit="img", file=sys.stderr, disable=True if not progress else None, leave=False)
-
-        def items():
-            for i, (rel, label) in enumerate(entries):
-                img, square = adience_image(args.adience, rel)
-                bar.update(1)
-                yield f"{i:08d}_{rel}", (label, sources.load_adience_image(img, square))
-
-        try:
-            write_lmdb(path, items(), overwrite=True)
-        finally:
-            bar.close()
-    return []
 
 
 # ---------------------------------------------------------------------------- training one fold
@@ -740,15 +556,27 @@ def eval_argv(args, weights_root: Path, out: Path, folds) -> list[str]:
     return argv
 
 
-def run_train(args) -> int:
-    """``run.py --train``: train the selected cells and folds, then evaluate them (unless --no-eval)."""
-    from reproduce import run as runmod
+def eval_args(args, weights_root: Path, out: Path, folds) -> argparse.Namespace:
+    """The table mode's options for scoring what was trained: the training run's options with the
+    trained weights, the output folder, its folds and (with ``--iters``) that iteration, as
+    :func:`eval_argv` spells them on the command line."""
+    ns = argparse.Namespace(**vars(args))
+    ns.folds = ",".join(map(str, folds))
+    ns.weights, ns.out = str(weights_root), str(out)
+    ns.iter = args.iters if args.iters is not None else None
+    ns.train = ns.fetch_assets = ns.list = False
+    return ns
+
+
+def run_train(args, evaluate=None) -> int:
+    """``run.py --train``: train the selected cells and folds, then evaluate them with
+    ``evaluate(options)`` (run.py's table mode) unless --no-eval or no ``evaluate`` is given."""
     try:
         validate(args)
-        runmod.validate(args)
+        options.validate(args)
         cells = grid.select(args.table, args.row, args.col)
-        folds = runmod.parse_folds(args.folds)
-    except (TrainError, runmod.UsageError, grid.GridError) as exc:
+        folds = options.parse_folds(args.folds)
+    except (TrainError, options.UsageError, grid.GridError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     filled = [c for c in cells if not c.empty]
@@ -826,10 +654,10 @@ def run_train(args) -> int:
     if summary["deviations"]:
         print("DEVIATES from the paper: " + "; ".join(summary["deviations"]))
     print(f"Wrote {out / 'training.json'}")
-    if args.no_eval:
+    if args.no_eval or evaluate is None:
         print(f"Evaluate later with: {PROG} " + " ".join(eval_argv(args, weights_root, out, folds)))
         return 0
-    rc = runmod.main(eval_argv(args, weights_root, out, folds))
+    rc = evaluate(eval_args(args, weights_root, out, folds))
     if rc == 0 and (out / "results.json").is_file():
         data = json.loads((out / "results.json").read_text(encoding="utf-8"))
         data["training"] = {k: summary[k] for k in ("weights", "deviations", "flags", "notes", "solver_device")}
@@ -842,20 +670,8 @@ def _fmt_test(t: dict) -> str:
     return ", ".join(f"{k} {t[k]:.3f}" for k in keys[:2]) + f" (iter {t['iter']})" if keys else f"(iter {t['iter']})"
 
 
-def main(argv=None) -> int:
-    """``python -m reproduce.train ...``: run.py's parser with the training options, --train implied."""
-    from reproduce import run as runmod
-    parser = runmod.build_parser()
-    if "--train" not in parser._option_string_actions:
-        add_train_arguments(parser)
-    try:
-        args = parser.parse_args(argv)
-    except runmod.UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    args.train = True
-    return run_train(args)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m reproduce.train ...``: run.py with --train implied (an entry point: importing
+    # run.py here cannot form an import cycle, this module is then ``__main__``)
+    from reproduce import run
+    sys.exit(run.main(["--train", *sys.argv[1:]]))

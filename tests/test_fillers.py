@@ -8,7 +8,7 @@ import torch
 
 from converters.formats import read_net
 from converters.proto import caffe_pb2 as pb
-from converters.solver.fillers import bilinear_kernel, fans, fill, layer_fillers
+from converters.fillers import bilinear_kernel, fans, fill, layer_fillers
 
 SHAPE = (64, 32, 5, 5)
 

@@ -208,3 +208,33 @@ def test_available_snapshots_parses_the_weights_name_pattern(tmp_path):
     (d / "caffenet_train_iter_3000.solverstate").write_bytes(b"")
     found = sources.available_snapshots(tmp_path, "age_net_definitions", 0)
     assert sorted(found) == [1000, 2000, 50000]
+
+
+def test_predict_scores_through_the_protocols_10_crop_step(monkeypatch):
+    """One 10-crop scoring loop: run.py --predict's Classifier delegates to protocol.crop_outputs,
+    and crop_outputs is one forward pass over the oversampled crops."""
+    import torch
+
+    import converters
+    from converters.formats import parse_net
+    from reproduce import predict, protocol
+
+    net = converters.load_caffe(parse_net("""
+        layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
+        layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 3 } }
+        layer { name: "prob" type: "Softmax" bottom: "ip" top: "prob" }"""), phase="test")
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 255, (2, 3, 10, 10), dtype=np.uint8)
+    x = torch.from_numpy(faces).float()
+    out = protocol.crop_outputs(net, x, 8, "prob")
+    assert out.shape == (2, protocol.N_CROPS, 3)
+    manual = net(oversample(x, 8).reshape(20, 3, 8, 8)).reshape(2, 10, 3).detach().numpy()
+    np.testing.assert_array_equal(out, manual)
+    calls = []
+    real = protocol.crop_outputs
+    monkeypatch.setattr(protocol, "crop_outputs", lambda *a, **k: calls.append(a) or real(*a, **k))
+    clf = predict.Classifier([predict.Net("n", net, None, 8, "prob", "d", "w", None)], ("a", "b", "c"), None,
+                             (10, 10), channels_last=False)
+    probs = clf.probabilities(faces)
+    assert len(calls) == 1
+    np.testing.assert_allclose(probs, manual.mean(1), rtol=1e-6)

@@ -19,10 +19,8 @@ FOLDER = "age_net_definitions"  # Table 2 [i] A: scratch, 227 crops of 256x256 L
 
 
 def cli(argv) -> int:
-    """run.py's main once the lead wired --train into it, else the same parser via reproduce.train."""
-    if "--train" in run.build_parser()._option_string_actions:
-        return run.main(argv)
-    return train.main(argv)
+    """run.py's main (which has --train)."""
+    return run.main(argv)
 
 
 def mean_stub(variant, fold):

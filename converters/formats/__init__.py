@@ -4,7 +4,7 @@ binaryproto means and LMDBs of Datums.  No torch here.
 Modules: ``prototxt`` (text nets/solvers, upgrades, NetState rules), ``weights`` (caffemodels and
 binaryproto blobs through protobuf), ``fastweights`` (caffemodel arrays straight from the wire
 format, for big files), ``lmdb_io`` (Datum LMDBs, convert_imageset, compute_image_mean),
-``errors`` (CaffeFormatError).
+``files`` (reading binary files, atomic writes), ``errors`` (CaffeFormatError).
 """
 from ..proto import caffe_pb2
 from .errors import CaffeFormatError

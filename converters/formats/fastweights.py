@@ -28,6 +28,7 @@ import numpy as np
 
 from ..proto import caffe_pb2 as pb
 from .errors import CaffeFormatError
+from .files import atomic_writer
 from .prototxt import V1_TYPE_NAMES
 
 __all__ = ["LayerWeights", "WeightArrays", "read_weight_layers", "read_weight_arrays",
@@ -548,7 +549,8 @@ def blob_array_from_bytes(data, path=None, layer=None) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ writing
-def _enc_varint(n: int) -> bytes:
+def encode_varint(n: int) -> bytes:
+    """Protobuf's base-128 varint (negative ints as their 64-bit two's complement)."""
     if n < 0:
         n += 1 << 64
     out = bytearray()
@@ -562,12 +564,15 @@ def _enc_varint(n: int) -> bytes:
             return bytes(out)
 
 
+_enc_varint = encode_varint   # the name tests and older callers use
+
+
 def _key(fnum: int, wtype: int) -> bytes:
-    return _enc_varint((fnum << 3) | wtype)
+    return encode_varint((fnum << 3) | wtype)
 
 
 def _ld(fnum: int, payload_len: int) -> bytes:
-    return _key(fnum, 2) + _enc_varint(payload_len)
+    return _key(fnum, 2) + encode_varint(payload_len)
 
 
 def field_header(fnum: int, payload_len: int) -> bytes:
@@ -588,12 +593,12 @@ def _blob_parts(arr, legacy: bool) -> tuple[list, int]:
         if len(dims) != 4:
             raise ValueError(f"legacy blobs are 4-D at most, got shape {arr.shape}")
         for fnum, d in zip((1, 2, 3, 4), dims):
-            parts.append(_key(fnum, 0) + _enc_varint(int(d)))
+            parts.append(_key(fnum, 0) + encode_varint(int(d)))
     if arr.size:
         parts.append(_ld(5, arr.nbytes))
         parts.append(memoryview(arr.reshape(-1)).cast("B"))
     if not legacy:
-        dims = b"".join(_enc_varint(int(d)) for d in arr.shape)
+        dims = b"".join(encode_varint(int(d)) for d in arr.shape)
         shape = (_ld(1, len(dims)) + dims) if dims else b""
         parts.append(_ld(7, len(shape)) + shape)
     return parts, sum(len(p) for p in parts)
@@ -637,8 +642,6 @@ def write_weight_arrays(layers, path, *, net_name: str | None = None, legacy: bo
     with num/channels/height/width dims instead of ``shape``.  The bytes equal protobuf's
     serialization of the same NetParameter.  Returns the number of bytes written.
     """
-    from .weights import atomic_writer
-
     items = _as_layer_list(layers)
     total = 0
     with atomic_writer(path) as fh:

@@ -31,6 +31,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from ..proto import caffe_pb2 as pb
+from .images import read_image, squash
 from .errors import CaffeFormatError
 from .image_header import check_pixels
 from .lmdb_check import LmdbStructureError, check_lmdb_file
@@ -489,7 +490,6 @@ def convert_imageset(root, listfile, out_path, resize_height: int = 0, resize_wi
     if shuffle:
         random.Random(seed).shuffle(lines)
     is_color = not gray
-    flag = cv2.IMREAD_COLOR if is_color else cv2.IMREAD_GRAYSCALE
     resize = resize_height > 0 and resize_width > 0
     # convert_imageset: "encode_type specified, assuming encoded=true"
     do_encode = bool(encoded or encode_type)
@@ -516,14 +516,14 @@ def convert_imageset(root, listfile, out_path, resize_height: int = 0, resize_wi
                                            line=line_id + 1)
                 enc = filename[p:].lower()
             full = os.path.join(str(root), filename)
-            img = cv2.imread(full, flag) if os.path.isfile(full) else None
+            img = read_image(full, is_color) if os.path.isfile(full) else None
             if img is None:
                 # io.cpp ReadImageToCVMat: LOG(ERROR) << "Could not open or find file"; skipped
                 warnings.warn(f"{full}: could not open or find the image; skipped", stacklevel=2)
                 skipped.append(filename)
                 continue
             if resize:
-                img = cv2.resize(img, (resize_width, resize_height))
+                img = squash(img, resize_height, resize_width)
             channels = 1 if img.ndim == 2 else img.shape[2]
             if do_encode:
                 datum = pb.Datum()

@@ -11,32 +11,18 @@ For reading a full-size caffemodel's arrays use :func:`converters.formats.read_w
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from google.protobuf.message import DecodeError
 
 from ..proto import caffe_pb2 as pb
 from .errors import CaffeFormatError
-from .fastweights import shape_problem, blob_array_from_bytes, describe_magic, encode_blob
+from .fastweights import blob_array_from_bytes, describe_magic, encode_blob, encode_varint, shape_problem
+from .files import atomic_write_bytes, atomic_writer, current_umask, read_binary as _read_binary  # noqa: F401
 from .prototxt import upgrade_net
 
 _LIST_LIMIT = 4096  # above this many values, blob <-> array goes through wire bytes
-
-
-def _read_binary(path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise CaffeFormatError(path, "file not found") from None
-    except IsADirectoryError:
-        raise CaffeFormatError(path, "is a directory, expected a binary protobuf file") from None
-    except OSError as exc:
-        raise CaffeFormatError(path, f"cannot read: {exc.strerror}") from None
 
 
 def _parse_binary(path, data: bytes, message, what: str):
@@ -50,49 +36,6 @@ def _parse_binary(path, data: bytes, message, what: str):
         why = " ".join(str(exc).split())
         raise CaffeFormatError(path, f"not a valid {what}: truncated or corrupt protobuf ({why}){hint}") from None
     return message
-
-
-def current_umask() -> int:
-    """The process's umask, read without changing it where Linux allows (/proc), else by the
-    set-and-restore idiom."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_writer(path):
-    """Open a temporary file beside ``path`` for binary writing; rename it over ``path`` on success.
-
-    On any error the temporary file is removed and ``path`` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates 0600; a file written in place would get 0666 & ~umask (0644 under
-        # umask 022), so shared output folders stay readable by others
-        os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    with atomic_writer(path) as fh:
-        fh.write(data)
 
 
 # ------------------------------------------------------------------ caffemodels
@@ -142,12 +85,12 @@ def write_weights(net: pb.NetParameter, path) -> None:
         fh.write(low.SerializeToString())
         for v1 in net.layers:             # field 2
             raw = v1.SerializeToString()
-            fh.write(b"\x12" + _varint_bytes(len(raw)))
+            fh.write(b"\x12" + encode_varint(len(raw)))
             fh.write(raw)
         fh.write(high.SerializeToString())
         for layer in net.layer:           # field 100: key bytes a2 06
             raw = layer.SerializeToString()
-            fh.write(b"\xa2\x06" + _varint_bytes(len(raw)))
+            fh.write(b"\xa2\x06" + encode_varint(len(raw)))
             fh.write(raw)
 
 
@@ -155,17 +98,6 @@ def _is_repeated(fd) -> bool:
     # protobuf >= 6 has FieldDescriptor.is_repeated and dropped .label; 4.x has only .label
     flag = getattr(fd, "is_repeated", None)
     return bool(flag) if flag is not None else fd.label == fd.LABEL_REPEATED
-
-
-def _varint_bytes(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        if n:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
 
 
 # ------------------------------------------------------------------ blobs

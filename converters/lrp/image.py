@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..formats.images import read_image, squash
+
 MODES = ("protocol", "demonstrator")
 
 
@@ -29,11 +31,10 @@ class ImageError(ValueError):
 
 
 def read_bgr(path) -> np.ndarray:
-    import cv2
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(2, "No such file", str(p))
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    img = read_image(p)
     if img is None:
         raise ImageError(f"{p}: cannot be read as an image")
     return img
@@ -58,12 +59,11 @@ def centre_window(arr: np.ndarray, size: int) -> np.ndarray:
 
 
 def prepare_protocol(img_bgr: np.ndarray, size: int, mean=None, resize: int = 256):
-    import cv2
     mean = _check_mean(mean, size)
     hw = (mean.shape[1], mean.shape[2]) if mean is not None else (resize, resize)
     if hw[0] < size or hw[1] < size:
         raise ImageError(f"resize {hw[0]}x{hw[1]} is smaller than the net input {size}x{size}")
-    img = cv2.resize(img_bgr, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+    img = squash(img_bgr, hw[0], hw[1])
     arr = img.transpose(2, 0, 1).astype(np.float32)
     crop = centre_window(arr, size)
     x = crop - centre_window(mean, size) if mean is not None else crop

@@ -8,10 +8,10 @@ What it owns:
   and Caffe's automatically inserted ``Split`` layers counted where Caffe inserts them (right after
   the layer whose top feeds several layers).  So CaffeNet ``conv1`` is 0, GoogLeNet
   ``conv2/3x3_reduce`` is 4, VGG-16 ``pool2`` is 9.
-* The forward pass that records, for every layer, the tensors it read and wrote (``CaffeNet``'s
-  in-place layers rebind blob names; here every write is a new *version* of the blob, so a ReLU's
-  bottom is the convolution's output and its top the rectified one).  Only the layers the start
-  layer depends on are run.
+* The forward pass that records, for every layer, the tensors it read and wrote, over the blob
+  *versions* of the net's :class:`~converters.graph.ExecutionPlan` (a ReLU's bottom is the
+  convolution's output and its top the rectified one).  Only the layers the start layer depends on
+  are run.
 * The explicit backward walk: the start layer's output is zeroed except the explained class, which
   keeps its score; then each layer, in reverse order, hands its tops' relevance to its rule, and the
   bottoms' relevances are summed over all their consumers (Caffe's implicit Split).  With the quirk
@@ -25,55 +25,33 @@ Knows nothing of Adience or any particular net.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import torch
 
-from ..layers import is_input_type
+from ..graph import ExecutionPlan
 from .composite import Composite, paper_composite
 from .rules import LRPError, Pass
 
 
 # ---------------------------------------------------------------------------- numbering
 def caffe_layer_indices(net_param, numbering_2015: bool = True) -> list[int | None]:
-    """Per layer of ``net_param`` (in order): its index in the toolbox's Caffe net, None for inputs.
+    """Per layer of ``net_param`` (in order): its index in the toolbox's Caffe net, None for inputs
+    (:meth:`converters.graph.ExecutionPlan.caffe_layer_indices` without input layers).
 
     ``numbering_2015=False`` (the corrected variant): the position among the prototxt's non-input
     layers, no automatic Split layers counted."""
-    layers = list(net_param.layer)
-    if not numbering_2015:
-        out_plain: list[int | None] = []
-        k = 0
-        for layer in layers:
-            if is_input_type(layer.type):
-                out_plain.append(None)
-            else:
-                out_plain.append(k)
-                k += 1
-        return out_plain
-    producer: dict[str, tuple] = {}
-    consumers: dict[tuple, int] = defaultdict(int)
-    for pos, layer in enumerate(layers):
-        if is_input_type(layer.type):
-            for j, top in enumerate(layer.top):
-                producer[top] = ("input", pos, j)
-            continue
-        for b in layer.bottom:
-            if b in producer:
-                consumers[producer[b]] += 1
-        for j, top in enumerate(layer.top):
-            producer[top] = ("layer", pos, j)
-    index = 0
-    out: list[int | None] = [None] * len(layers)
-    for pos, layer in enumerate(layers):          # Caffe puts the splits of net inputs first
-        if is_input_type(layer.type):
-            index += sum(1 for j in range(len(layer.top)) if consumers[("input", pos, j)] > 1)
-    for pos, layer in enumerate(layers):
-        if is_input_type(layer.type):
-            continue
-        out[pos] = index
-        index += 1 + sum(1 for j in range(len(layer.top)) if consumers[("layer", pos, j)] > 1)
+    return _indices(ExecutionPlan(net_param), numbering_2015)
+
+
+def _indices(plan: ExecutionPlan, numbering_2015: bool) -> list[int | None]:
+    if numbering_2015:
+        return plan.caffe_layer_indices(inputs_as_layers=False)
+    out: list[int | None] = []
+    k = 0
+    for step in plan.steps:
+        out.append(None if step.is_input else k)
+        k += 0 if step.is_input else 1
     return out
 
 
@@ -121,48 +99,20 @@ def _start_position(layers, start_layer) -> int:
 
 def make_plan(model, start_layer: str | None = None, numbering_2015: bool = True,
               visit_below: tuple[str, ...] = ()) -> Plan:
-    """The layers to run forward and walk back: those the start layer depends on, plus the layers of
-    a type in ``visit_below`` that sit below the start layer (and what they depend on) -- the
-    toolbox visits every layer below its start layer, which matters only for layers that create
-    relevance of their own (Softmax, quirk ``aux_head_injection``)."""
+    """The layers to run forward and walk back: the net's execution plan (``model.plan``) cut to
+    those the start layer depends on, plus the layers of a type in ``visit_below`` that sit below
+    the start layer (and what they depend on) -- the toolbox visits every layer below its start
+    layer, which matters only for layers that create relevance of their own (Softmax, quirk
+    ``aux_head_injection``); with the toolbox's layer numbers and the modules attached."""
+    net_plan = model.plan
     layers = list(model.net_param.layer)
-    modules = list(model.caffe_layers.values())
-    indices = caffe_layer_indices(model.net_param, numbering_2015)
+    indices = _indices(net_plan, numbering_2015)
     start_pos = _start_position(layers, start_layer)
-    if is_input_type(layers[start_pos].type):
+    if net_plan.steps[start_pos].is_input:
         raise LRPError(f"start layer {layers[start_pos].name!r} is an input")
-    version: dict[str, int] = {}
-    blob_of: list[str] = []
-    inputs: dict[str, int] = {}
-    steps: list[Step] = []
-    for pos, (layer, module) in enumerate(zip(layers, modules)):
-        if pos > start_pos:
-            break
-        if is_input_type(layer.type):
-            for t in layer.top:
-                version[t] = inputs[t] = len(blob_of)
-                blob_of.append(t)
-            continue
-        try:
-            bottoms = tuple(version[b] for b in layer.bottom)
-        except KeyError as exc:
-            raise LRPError(f"layer '{layer.name}': unknown bottom blob {exc.args[0]!r}") from None
-        tops = []
-        for t in layer.top:
-            version[t] = len(blob_of)
-            tops.append(version[t])
-            blob_of.append(t)
-        steps.append(Step(pos, indices[pos], layer.name, layer.type, module, bottoms, tuple(tops)))
-    start = steps[-1]
-    # keep only the layers the start layer depends on
-    needed = set(start.tops)
-    kept = []
-    for step in reversed(steps):
-        if needed.intersection(step.tops) or (step is not start and step.type in visit_below):
-            kept.append(step)
-            needed.update(step.bottoms)
-    kept.reverse()
-    return Plan(kept, inputs, start, len(blob_of), blob_of)
+    steps = [Step(s.position, indices[s.position], s.name, s.type, model.module_at(s.position),
+                  s.bottom_versions, s.top_versions) for s in net_plan.ancestors(start_pos, visit_below)]
+    return Plan(steps, dict(net_plan.inputs), steps[-1], net_plan.n_versions, list(net_plan.blob_of))
 
 
 # ---------------------------------------------------------------------------- explain
@@ -250,7 +200,7 @@ def explain(model, x, target_class="predicted", composite: Composite | None = No
     for name, vid in plan.inputs.items():
         values[vid] = feed[name]
     all_index = dict(zip((layer.name for layer in model.net_param.layer),
-                         caffe_layer_indices(model.net_param, quirks.numbering_2015)))
+                         _indices(model.plan, quirks.numbering_2015)))
 
     def index_of(layer_name: str) -> int:
         if layer_name not in all_index or all_index[layer_name] is None:

@@ -1,4 +1,5 @@
-"""pycaffe's ``Net``, ``Blob`` and ``Layer`` on top of a converted :class:`~converters.net.CaffeNet`.
+"""pycaffe's ``Net`` on top of a converted :class:`~converters.net.CaffeNet` (``Blob`` and ``Layer``
+live in :mod:`converters.pycaffe.blob`; the steps run are the net's execution plan).
 
 What it owns: the pycaffe object model and Caffe's *memory* semantics, so that scripts written
 for pycaffe run unchanged:
@@ -44,6 +45,7 @@ from ..net import share_trained_layers
 from ..layers.data import InputLayer
 from ..proto import caffe_pb2 as pb
 from . import _mode
+from .blob import Blob, Layer, _ParamBlob  # noqa: F401  (Blob, Layer: pycaffe names)
 
 TRAIN = pb.TRAIN
 TEST = pb.TEST
@@ -59,225 +61,17 @@ def _phase_name(phase) -> str:
     raise ValueError(f"phase must be caffe.TRAIN or caffe.TEST, got {phase!r}")
 
 
-def _same_memory(arr: np.ndarray, t: torch.Tensor) -> bool:
-    return (t.device.type == "cpu" and arr.size > 0 and t.numel() == arr.size
-            and t.data_ptr() == arr.__array_interface__["data"][0])
-
-
-class _Synced:
-    """One array of a blob (its data or its diff), like Caffe's SyncedMemory.
-
-    Holds a host array and/or a torch tensor; ``head`` says which is current: ``"array"`` (the
-    user may have written into the array), ``"tensor"`` (a pass produced a new tensor, the array
-    is stale or absent) or ``"both"``.  ``exposed`` marks arrays handed to the user: their
-    identity is kept (new values are copied into them).
-    """
-
-    __slots__ = ("array", "tensor", "head", "exposed")
-
-    def __init__(self, shape, fill: float = 0.0):
-        self.array = np.full(tuple(int(d) for d in shape), fill, dtype=np.float32)
-        self.tensor = None
-        self.head = "array"
-        self.exposed = False
-
-    @property
-    def shape(self) -> tuple:
-        if self.head == "tensor":
-            return tuple(self.tensor.shape)
-        return tuple(self.array.shape)
-
-    def host(self) -> np.ndarray:
-        """The array for the user (Caffe's mutable_cpu_data): current, and assumed written to."""
-        if self.head == "tensor":
-            self._pull()
-        self.exposed = True
-        self.head = "array"
-        return self.array
-
-    def peek(self) -> np.ndarray:
-        """The current values without marking the array as handed out (read-only use)."""
-        if self.head == "tensor":
-            self._pull()
-            self.head = "both"
-        return self.array
-
-    def _pull(self):
-        t = self.tensor.detach()
-        if self.array is not None and _same_memory(self.array, t) and self.array.shape == tuple(t.shape):
-            return
-        if self.exposed and self.array is not None and self.array.shape == tuple(t.shape):
-            np.copyto(self.array, t.cpu().numpy(), casting="unsafe")
-        elif t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous():
-            self.array = t.numpy()                      # no copy: the array is the tensor's memory
-        else:
-            self.array = np.ascontiguousarray(t.cpu().numpy(), dtype=np.float32)
-
-    def set_tensor(self, t: torch.Tensor):
-        self.tensor = t
-        if self.exposed:
-            self._pull()
-            self.head = "both"
-        else:
-            self.head = "tensor"
-
-    def as_tensor(self, device: torch.device) -> torch.Tensor:
-        """The current values as a tensor on ``device`` (no copy on the CPU)."""
-        if self.head == "tensor" or (self.head == "both" and not self.exposed):
-            if self.tensor.device == device:
-                return self.tensor
-            self._pull()
-            self.head = "both"
-        t = torch.from_numpy(self.array)
-        if device.type != "cpu":
-            t = t.to(device)
-        self.tensor = t
-        if self.head == "tensor":
-            self.head = "both"
-        return t
-
-    def reshape(self, shape):
-        shape = tuple(int(d) for d in shape)
-        if self.shape == shape:
-            return
-        current = self.peek()
-        if current.size == int(np.prod(shape, dtype=np.int64)):
-            self.array = current.reshape(shape)         # Caffe keeps the memory when it fits
-        else:
-            self.array = np.zeros(shape, dtype=np.float32)
-        self.tensor = None
-        self.head = "array"
-
-
-class Blob:
-    """A Caffe blob: ``data`` and ``diff`` arrays (float32, writable), ``shape``, ``count``, ``reshape``."""
-
-    def __init__(self, shape, fill: float = 0.0):
-        self._data = _Synced(shape, fill)
-        self._diff: _Synced | None = None
-
-    @property
-    def data(self) -> np.ndarray:
-        return self._data.host()
-
-    @property
-    def diff(self) -> np.ndarray:
-        return self._diff_synced().host()
-
-    def _diff_synced(self) -> _Synced:
-        shape = self._data.shape
-        if self._diff is None:
-            self._diff = _Synced(shape)
-        elif self._diff.shape != shape:
-            self._diff.reshape(shape)
-        return self._diff
-
-    @property
-    def shape(self) -> tuple:
-        return self._data.shape
-
-    @property
-    def count(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    def _legacy(self, index: int) -> int:
-        shape = self.shape
-        return int(shape[index]) if index < len(shape) else 1
-
-    num = property(lambda self: self._legacy(0))
-    channels = property(lambda self: self._legacy(1))
-    height = property(lambda self: self._legacy(2))
-    width = property(lambda self: self._legacy(3))
-
-    def reshape(self, *shape):
-        """Caffe's Blob::Reshape (values kept when the element count is unchanged, else zeros)."""
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        if any(int(d) < 0 for d in shape):
-            raise ValueError(f"blob dimensions must be >= 0, got {shape}")
-        self._data.reshape(shape)
-        if self._diff is not None:
-            self._diff.reshape(shape)
-
-    def __repr__(self):
-        return f"<caffe Blob shape={self.shape}>"
-
-
-class _ParamBlob:
-    """A learnable blob: ``data``/``diff`` are views of an ``nn.Parameter`` and its ``.grad``."""
-
-    def __init__(self, net: "Net", module, index: int):
-        self._net = net
-        self._module = module
-        self._index = index
-
-    @property
-    def _param(self) -> torch.nn.Parameter:
-        return getattr(self._module, self._module.blob_names[self._index])
-
-    def _view(self, t: torch.Tensor, setter) -> np.ndarray:
-        t = t.detach()
-        if t.device.type == "cpu":
-            return t.numpy()                            # a (possibly strided) view: writes go through
-        host = np.ascontiguousarray(t.cpu().numpy())
-        self._net._dirty.append((setter, host))         # copied back before the next pass
-        return host
-
-    @property
-    def data(self) -> np.ndarray:
-        p = self._param
-        return self._view(p, lambda arr, p=p: p.data.copy_(torch.from_numpy(arr)))
-
-    @property
-    def diff(self) -> np.ndarray:
-        p = self._param
-        if p.grad is None:
-            p.grad = torch.zeros_like(p.detach())
-        return self._view(p.grad, lambda arr, p=p: p.grad.copy_(torch.from_numpy(arr)))
-
-    @property
-    def shape(self) -> tuple:
-        return tuple(self._param.shape)
-
-    @property
-    def count(self) -> int:
-        return int(self._param.numel())
-
-    num = property(lambda self: Blob._legacy(self, 0))
-    channels = property(lambda self: Blob._legacy(self, 1))
-    height = property(lambda self: Blob._legacy(self, 2))
-    width = property(lambda self: Blob._legacy(self, 3))
-
-    def reshape(self, *shape):
-        raise NotImplementedError("reshaping a learnable blob is not supported (the layer's module owns it)")
-
-    def __repr__(self):
-        return f"<caffe param Blob shape={self.shape}>"
-
-
-class Layer:
-    """pycaffe's Layer: ``type``, ``blobs`` (learnable blobs), plus ``name`` and the torch ``module``."""
-
-    def __init__(self, name: str, type_: str, blobs: list, module, phase: int):
-        self.name = name
-        self.type = type_
-        self.blobs = blobs
-        self.module = module
-        self.phase = phase
-
-    def reshape(self, bottom=None, top=None):  # pycaffe API; shapes follow the data here
-        return None
-
-    def __repr__(self):
-        return f"<caffe Layer {self.name!r} ({self.type})>"
-
-
 class _Step:
-    __slots__ = ("index", "key", "name", "type", "bottoms", "tops", "module", "is_input")
+    """A plan step (:class:`converters.graph.Step`) with its module and module key attached."""
 
-    def __init__(self, index, key, layer, module):
-        self.index, self.key, self.name, self.type = index, key, layer.name, layer.type
-        self.bottoms, self.tops = tuple(layer.bottom), tuple(layer.top)
+    __slots__ = ("index", "key", "name", "unique_name", "type", "bottoms", "tops", "bottom_versions",
+                 "top_versions", "module", "is_input")
+
+    def __init__(self, step, key, module):
+        self.index, self.key, self.name, self.type = step.position, key, step.name, step.type
+        self.unique_name = step.unique_name
+        self.bottoms, self.tops = tuple(step.layer.bottom), step.tops
+        self.bottom_versions, self.top_versions = step.bottom_versions, step.top_versions
         self.module = module
         self.is_input = isinstance(module, InputLayer)
 
@@ -369,13 +163,8 @@ class Net:
         self._dirty: list = []
         self._trace: dict = {}
         self._warned_no_backward = False
-        keys = list(model.caffe_layers.keys())
-        modules = list(model.caffe_layers.values())
-        layers = list(model.net_param.layer)
-        if len(keys) != len(layers):
-            raise RuntimeError("converted net and its NetParameter disagree on the layer count")
-        self._steps = [_Step(i, k, lp, m) for i, (k, lp, m) in enumerate(zip(keys, layers, modules))]
-        self._key_index = {k: i for i, k in enumerate(keys)}
+        self._steps = [_Step(step, model._keys[step.position], model.module_at(step.position))
+                       for step in model.plan.steps]
 
         self.blobs: "OrderedDict[str, Blob]" = OrderedDict()
         for step in self._steps:
@@ -597,6 +386,9 @@ class Net:
             raise RuntimeError("backward() needs a forward() pass first")
         device = self._device()
         self._push_dirty()
+        # Over the plan's blob versions: a blob's diff is the gradient of the first version the
+        # range reads or writes (Caffe shares the diff memory along an in-place chain); the seeds
+        # are the versions the range writes and no later step of the range reads.
         first_seen: dict = {}
         pending: dict = {}
         for i in range(end, start + 1):
@@ -604,22 +396,21 @@ class Net:
                 continue
             step = self._steps[i]
             bottoms, tops = self._trace[i]
-            for name, t in zip(step.bottoms, bottoms):
+            for name, v, t in zip(step.bottoms, step.bottom_versions, bottoms):
                 first_seen.setdefault(name, t)
-                if pending.get(name) is t:
-                    del pending[name]
-            for name, t in zip(step.tops, tops):
+                pending.pop(v, None)
+            for name, v, t in zip(step.tops, step.top_versions, tops):
                 first_seen.setdefault(name, t)
-                pending[name] = t
+                pending[v] = (name, t)
         seeds, seed_grads = [], []
-        for name, t in pending.items():
+        for name, t in pending.values():
             if t.requires_grad and t.is_floating_point():
                 blob = self.blobs[name]
                 seeds.append(t)
                 seed_grads.append(blob._diff_synced().as_tensor(device).reshape(t.shape).to(t.dtype))
         if not seeds:
             return
-        in_range = {self._steps[i].key for i in range(end, start + 1)}
+        in_range = {self._steps[i].unique_name for i in range(end, start + 1)}
         params = [p for name, _, p, lr in self._param_specs
                   if name in in_range and p.requires_grad and (lr != 0 or self._force_backward)]
         blob_names = [n for n, t in first_seen.items() if t.requires_grad and t.is_floating_point()]

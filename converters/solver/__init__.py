@@ -4,7 +4,7 @@ Generic (no dataset knowledge).  ``Solver(solver_prototxt_or_param, ...)`` train
 ``converters.load_caffe``; see :mod:`converters.solver.solver`.
 """
 from .data_layer import DataLayer, DataTransformer
-from .fillers import fill
+from ..fillers import fill
 from .lr_policy import get_learning_rate, learning_rates
 from .solver import Solver, SolverError, get_solver
 from .updates import apply_update, make_rule

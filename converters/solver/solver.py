@@ -39,8 +39,6 @@ default KeyboardInterrupt stops the worker; torchrun stops the others) and write
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import json
 import logging
 import os
@@ -56,26 +54,28 @@ import torch
 from ..formats import (array_to_blob, atomic_write_bytes, blob_shape, blob_to_array, read_net, read_solver,
                        read_weights)
 from ..formats.errors import CaffeFormatError
+from ..caffemodel import copy_trained_layers, save_caffemodel
 from ..layers import ConversionError
-from ..net import share_trained_layers
+from ..net import ParamSpec, share_trained_layers
 from ..formats.prototxt import filter_net, upgrade_net
 from ..proto import caffe_pb2 as pb
 from .data_layer import DATA_LAYER_TYPES, DataLayer
-from .fillers import fill, layer_fillers
+from ..fillers import fill, layer_fillers
 from .lr_policy import get_learning_rate
 from .updates import apply_update, make_rule
 
 log = logging.getLogger("converters.solver")
 
+# the solver's helpers, one module per job (names kept importable from here)
+from .distributed import _init_distributed, _resolve_device  # noqa: E402,F401
+from .errors import SolverError  # noqa: E402,F401
+from .feeds import _as_batch_source, _NetFeed, _PeekedSource, _to_tensor  # noqa: E402,F401
+from .training_log import TrainingLog  # noqa: E402,F401
+
 SIDECAR_FORMAT = "converters.solver resume state"
 _f32 = np.float32
 
 
-class SolverError(ValueError):
-    """A solver or net setting that cannot be run (message names the file / field)."""
-
-
-# ---------------------------------------------------------------------------- helpers
 def _merged_state(phase: int, net: pb.NetParameter, extra: pb.NetState | None) -> pb.NetState:
     """Caffe: ``NetState(phase)`` merged with the net's ``state`` and the solver's train/test state."""
     state = pb.NetState(phase=phase)
@@ -89,226 +89,6 @@ def _phase_name(phase: int) -> str:
     return "train" if phase == pb.TRAIN else "test"
 
 
-def _as_batch_source(data):
-    """A zero-argument callable returning the next input dict, from a callable or an iterable."""
-    if data is None:
-        return None
-    if callable(data) and not hasattr(data, "__next__"):
-        return data
-    it = iter(data)
-    return lambda: next(it)
-
-
-def _legacy_equal(blob: pb.BlobProto, shape) -> bool:
-    """Caffe's Blob::ShapeEquals: new-style shapes exactly, legacy 4-D dims against LegacyShape."""
-    if blob.HasField("shape"):
-        return tuple(blob.shape.dim) == tuple(shape)
-    if len(shape) > 4:
-        return False
-    legacy = (1,) * (4 - len(shape)) + tuple(shape)
-    return (blob.num, blob.channels, blob.height, blob.width) == legacy
-
-
-def _resolve_device(device, world_size: int = 1, backend: str | None = None):
-    """``None`` (no moves, the default) or a ``torch.device``; ``cuda`` gets the local rank under torchrun."""
-    if device is None:
-        if backend == "nccl":
-            device = "cuda"
-        else:
-            return None
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None and world_size > 1:
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return dev
-
-
-def _init_distributed(distributed, device) -> tuple[int, int, str | None]:
-    """``(rank, world_size, backend)``: torch.distributed's when initialised (or initialised here)."""
-    if distributed is False:
-        return 0, 1, None
-    import torch.distributed as dist
-    if not dist.is_available():
-        if distributed:
-            raise SolverError("distributed=True but this torch build has no torch.distributed")
-        return 0, 1, None
-    if not dist.is_initialized():
-        if not distributed:
-            return 0, 1, None
-        missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
-        if missing:
-            raise SolverError(f"distributed=True needs torchrun's environment ({', '.join(missing)} not set)")
-        cuda = device is not None and torch.device(device).type == "cuda"
-        if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-    return dist.get_rank(), dist.get_world_size(), dist.get_backend()
-
-
-def _to_tensor(value):
-    if isinstance(value, torch.Tensor):
-        return value
-    return torch.as_tensor(np.asarray(value))
-
-
-class _PeekedSource:
-    """Wraps a batch source so the first batch can be looked at (for input shapes) and reused."""
-
-    def __init__(self, source):
-        self.source = source
-        self.first = None
-
-    def peek(self):
-        if self.first is None:
-            self.first = self.source()
-        return self.first
-
-    def __call__(self):
-        if self.first is not None:
-            batch, self.first = self.first, None
-            return batch
-        return self.source()
-
-
-class _NetFeed:
-    """Inputs of one net: Caffe Data layers (LMDB) or a user batch source."""
-
-    def __init__(self, data_layers: list[DataLayer], source=None, dtype=torch.float32, channels_last=False,
-                 device=None):
-        self.data_layers = data_layers
-        self.source = source
-        self.dtype = dtype
-        self.channels_last = channels_last
-        self.device = device
-
-    def __call__(self) -> dict:
-        inputs = {}
-        for layer in self.data_layers:
-            inputs.update(layer.next_batch())
-        if self.source is not None:
-            inputs.update({k: _to_tensor(v) for k, v in self.source().items()})
-        if self.dtype != torch.float32:
-            inputs = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in inputs.items()}
-        if self.device is not None:
-            inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        if self.channels_last:
-            inputs = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
-                      for k, v in inputs.items()}
-        return inputs
-
-    def state_dict(self):
-        return [layer.state_dict() for layer in self.data_layers]
-
-    def load_state_dict(self, states):
-        if len(states) != len(self.data_layers):
-            raise SolverError(f"resume state has {len(states)} data layers, the net has {len(self.data_layers)}")
-        for layer, st in zip(self.data_layers, states):
-            layer.load_state_dict(st)
-
-    def close(self):
-        for layer in self.data_layers:
-            layer.close()
-
-
-# ---------------------------------------------------------------------------- training log
-class TrainingLog:
-    """Per-iteration CSV log (written incrementally) and a training-curve PNG."""
-
-    def __init__(self, csv_path, test_columns: list[str]):
-        self.csv_path = Path(csv_path) if csv_path else None
-        self.columns = ["iter", "loss", "smoothed_loss", "lr"] + test_columns
-        self.rows: list[dict] = []
-        self._on_disk: list[dict] = []     # rows of an earlier run, kept for truncate() after a restore
-        if self.csv_path is not None:
-            self.csv_path.parent.mkdir(parents=True, exist_ok=True)
-            if self.csv_path.exists():
-                with open(self.csv_path, newline="") as fh:
-                    reader = csv.DictReader(fh)
-                    if reader.fieldnames == self.columns:
-                        self._on_disk = [r for r in reader if r["iter"]]
-            self._rewrite()
-
-    def _rewrite(self):
-        tmp = self.csv_path.with_name(self.csv_path.name + ".tmp")
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.columns)
-            writer.writeheader()
-            for row in self.rows:
-                writer.writerow(row)
-        os.replace(tmp, self.csv_path)
-
-    def truncate(self, iteration: int):
-        """Forget rows at or after ``iteration`` (a restored run redoes them); keeps older rows on disk."""
-        if not self.rows:
-            self.rows = self._on_disk
-        self.rows = [r for r in self.rows if int(r["iter"]) < iteration]
-        if self.csv_path is not None:
-            self._rewrite()
-
-    def add(self, row: dict):
-        row = {k: ("" if row.get(k) is None else row[k]) for k in self.columns}
-        self.rows.append(row)
-        if self.csv_path is not None:
-            new = not self.csv_path.exists()
-            with open(self.csv_path, "a", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=self.columns)
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
-
-    def plot(self, path, title: str = ""):
-        """Training loss and test accuracy vs iteration (the paper's Figure 1 style), atomically."""
-        import matplotlib
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        def series(col):
-            xs, ys = [], []
-            for r in self.rows:
-                if r.get(col) not in ("", None):
-                    xs.append(int(r["iter"]))
-                    ys.append(float(r[col]))
-            return xs, ys
-
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        x, y = series("loss")
-        ax.plot(x, y, color="tab:blue", lw=0.8, alpha=0.5, label="training loss")
-        xs, ys = series("smoothed_loss")
-        smoothing = any(r.get("loss") not in ("", None) and r.get("smoothed_loss") not in ("", None)
-                        and float(r["loss"]) != float(r["smoothed_loss"]) for r in self.rows)
-        if xs and smoothing:
-            ax.plot(xs, ys, color="tab:blue", lw=1.5, label="training loss (smoothed)")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("loss")
-        acc_cols = [c for c in self.columns if c.startswith("test") and "accuracy" in c]
-        loss_cols = [c for c in self.columns if c.startswith("test") and "accuracy" not in c]
-        for col in loss_cols:
-            xs, ys = series(col)
-            if xs:
-                ax.plot(xs, ys, "s--", color="tab:orange", ms=3, lw=1, label=col)
-        handles, labels = ax.get_legend_handles_labels()
-        if acc_cols:
-            ax2 = ax.twinx()
-            for i, col in enumerate(acc_cols):
-                xs, ys = series(col)
-                if xs:
-                    ax2.plot(xs, ys, "o-", ms=3, lw=1.2, color=["tab:red", "tab:green", "tab:purple"][i % 3],
-                             label=col)
-            ax2.set_ylabel("test accuracy")
-            h2, l2 = ax2.get_legend_handles_labels()
-            handles, labels = handles + h2, labels + l2
-        if handles:
-            ax.legend(handles, labels, loc="best", fontsize=8)
-        if title:
-            ax.set_title(title)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        atomic_write_bytes(path, buf.getvalue())
-
-
-# ---------------------------------------------------------------------------- the solver
 class Solver:
     """Caffe-exact training of a net described by a solver prototxt.
 
@@ -441,13 +221,13 @@ class Solver:
             for net in self.test_nets:
                 net.to(self.device)
                 self._share_params(net)
-        self._specs = list(self.net.param_specs())
+        self._specs = [ParamSpec(*spec) for spec in self.net.param_specs()]
         if self.world_size > 1:  # Caffe's NCCL::Broadcast of the root solver's parameters
             import torch.distributed as dist
             with torch.no_grad():
                 for spec in self._specs:
-                    dist.broadcast(spec[2].data, src=0)
-        self.history = [[torch.zeros_like(spec[2].data) for spec in self._specs]
+                    dist.broadcast(spec.param.data, src=0)
+        self.history = [[torch.zeros_like(spec.param.data) for spec in self._specs]
                         for _ in range(self.rule.histories)]
 
         # ---- logging
@@ -584,32 +364,12 @@ class Solver:
             fill(filler, param.data, gen)
 
     def copy_trained_layers(self, weights):
-        """Caffe's CopyTrainedLayersFrom: blobs copied by layer name (shapes must match)."""
+        """Caffe's CopyTrainedLayersFrom (:func:`converters.caffemodel.copy_trained_layers`: blobs
+        copied by layer name, counts and shapes must match)."""
         if isinstance(weights, pb.NetParameter):
-            source = weights
+            copy_trained_layers(self.net, weights, "<caffemodel>")
         else:
-            source = read_weights(weights)
-        mine = {}
-        for name, idx, param, _, _ in self.net.param_specs():
-            mine.setdefault(name, {})[idx] = param
-        layers = self._net_layers(self.net)
-        for layer in source.layer:
-            if layer.name not in layers:
-                log.debug("Ignoring source layer %s", layer.name)
-                continue
-            target = mine.get(layer.name, {})
-            n_target = len(target)
-            if len(layer.blobs) and len(layer.blobs) != n_target:
-                raise SolverError(f"incompatible number of blobs for layer {layer.name!r}: "
-                                  f"{len(layer.blobs)} in the caffemodel, {n_target} in the net")
-            for idx, blob in enumerate(layer.blobs):
-                param = target[idx]
-                if not _legacy_equal(blob, tuple(param.shape)):
-                    raise SolverError(f"cannot copy param {idx} weights from layer {layer.name!r}; shape mismatch. "
-                                      f"Source param shape is {blob_shape(blob)}; target param shape is "
-                                      f"{tuple(param.shape)}")
-                with torch.no_grad():
-                    param.copy_(torch.from_numpy(blob_to_array(blob).reshape(param.shape)))
+            copy_trained_layers(self.net, read_weights(weights), weights)
 
     # ------------------------------------------------------------------ learning rate
     def learning_rate(self, iteration: int | None = None) -> float:
@@ -705,7 +465,7 @@ class Solver:
             if self._stop_requested:
                 return row
         display = p.display and self.iter % p.display == 0
-        for param in (spec[2] for spec in self._specs):
+        for param in (spec.param for spec in self._specs):
             param.grad = None
         loss = _f32(0)
         blobs = None
@@ -735,7 +495,7 @@ class Solver:
             grads.append(param.grad)
         self._sync_gradients(grads)
         apply_update(params, grads, self.history, self.rule, rate, self.iter,
-                     [s[3] for s in self._specs], [s[4] for s in self._specs], p.weight_decay,
+                     [s.lr_mult for s in self._specs], [s.decay_mult for s in self._specs], p.weight_decay,
                      p.regularization_type, p.iter_size, p.clip_gradients)
         row.update({"loss": float(loss), "smoothed_loss": float(self.smoothed_loss), "lr": rate})
         self.losses.append(float(loss))
@@ -814,7 +574,7 @@ class Solver:
             if self._iter_start_state is not None:
                 self._apply_resume_state(self._iter_start_state)
             for spec in self._specs:
-                spec[2].grad = None
+                spec.param.grad = None
             if self.world_size <= 1:
                 self.snapshot()
             raise
@@ -888,31 +648,6 @@ class Solver:
             rng = np.frombuffer(base64.b64decode(state["cuda_rng"]), dtype=np.uint8).copy()
             torch.cuda.set_rng_state(torch.from_numpy(rng), self.device)
 
-    def _net_proto(self) -> pb.NetParameter:
-        """Caffe's Net::ToProto: every layer's parameters, learnable blobs with their shapes."""
-        out = pb.NetParameter()
-        out.CopyFrom(self.net.net_param)
-        blobs = {}
-        for name, idx, param, _, _ in self._specs:
-            blobs.setdefault(name, {})[idx] = param
-        owners = {}  # shared ParamSpec names -> tensor
-        for layer in out.layer:
-            layer.ClearField("blobs")
-            mine = blobs.get(layer.name, {})
-            for idx, spec in enumerate(layer.param):
-                if spec.name and idx in mine:
-                    owners.setdefault(spec.name, mine[idx])
-            n = max(mine) + 1 if mine else 0
-            for idx, spec in enumerate(layer.param):
-                if spec.name and idx not in mine and spec.name in owners:
-                    mine = dict(mine)
-                    mine[idx] = owners[spec.name]
-                    n = max(n, idx + 1)
-            for idx in range(n):
-                if idx in mine:
-                    layer.blobs.append(array_to_blob(mine[idx].detach().cpu().numpy()))
-        return out
-
     def snapshot(self) -> tuple[str, str]:
         """Write ``{prefix}_iter_{iter}.caffemodel`` and ``.solverstate`` (+ resume sidecar), atomically.
 
@@ -931,7 +666,7 @@ class Solver:
                 dist.barrier()
                 return model_file, state_file
         self._say(f"Snapshotting to binary proto file {model_file}")
-        atomic_write_bytes(model_file, self._net_proto().SerializeToString())
+        save_caffemodel(self.net, model_file)
         state = pb.SolverState(iter=self.iter, current_step=self.current_step)
         prefix_param = self.param.snapshot_prefix
         # Caffe stores the model file name as it built it (relative to its working directory).

@@ -197,25 +197,3 @@ def run_study(args, prog: str = "run.py") -> int | None:
         return mod.run(args, rows, folds, prog=prog)
     finally:
         torch.set_num_threads(saved)
-
-
-def build_parser():
-    """run.py's parser with the study options (for ``python -m reproduce.studies``)."""
-    from reproduce import run
-    parser = run.build_parser()
-    parser.prog = "python -m reproduce.studies"
-    add_study_arguments(parser)
-    return parser
-
-
-def main(argv=None) -> int:
-    from reproduce import run
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except run.UsageError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    if getattr(args, "study", None) in (None, DEFAULT_STUDY):
-        return run.main(argv)
-    return run_study(args, prog=parser.prog)

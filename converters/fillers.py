@@ -1,5 +1,8 @@
 """Caffe's weight fillers (``include/caffe/filler.hpp``) for torch tensors.
 
+Shared by the conversion (layers a caffemodel does not cover keep their fillers' values, as in
+Caffe) and the solver (a net trained from scratch); it knows neither.
+
 ``fill(filler_param, tensor, generator=None)`` fills ``tensor`` in place (and returns it) the way
 Caffe's filler of ``filler_param.type`` does.  Deterministic fillers (constant, bilinear) are
 bit-exact; random ones draw from the same distributions with torch's RNG (Caffe's boost
@@ -14,7 +17,7 @@ import math
 import numpy as np
 import torch
 
-from ..proto import caffe_pb2 as pb
+from .proto import caffe_pb2 as pb
 
 FILLERS = ("constant", "uniform", "gaussian", "positive_unitball", "xavier", "msra", "bilinear")
 
