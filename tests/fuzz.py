@@ -24,6 +24,7 @@ broke the contract.  ``tests/test_fuzz.py`` runs a small seeded sample in the no
 from __future__ import annotations
 
 import argparse
+import json
 import io
 import os
 import random
@@ -136,9 +137,37 @@ def generated_seeds(folder: Path) -> list[Seed]:
     db = folder / "train_lmdb"
     if not db.exists():
         write_lmdb(db, items)
+    return _generated_seed_list(folder)
+
+
+def _generated_seed_list(folder: Path) -> list[Seed]:
     return [Seed("caffemodel", folder / "weights.caffemodel", folder / "net.prototxt"),
             Seed("net", folder / "net.prototxt"), Seed("solver", folder / "solver.prototxt"),
-            Seed("mean", folder / "mean.binaryproto"), Seed("lmdb", db)]
+            Seed("mean", folder / "mean.binaryproto"), Seed("lmdb", folder / "train_lmdb")]
+
+
+def generated_seeds_for_fork(folder: Path) -> list[Seed]:
+    """``generated_seeds`` written by a child process, so that the fork runner's parent keeps a
+    single thread (OpenCV's encoder starts a thread pool)."""
+    if not hasattr(os, "fork"):
+        return generated_seeds(folder)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        rc = 1
+        try:
+            generated_seeds(folder)
+            rc = 0
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            os._exit(rc)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise RuntimeError(f"could not write the generated seed files into {folder}")
+    return _generated_seed_list(folder)
 
 
 # ------------------------------------------------------------------ mutations
@@ -307,6 +336,14 @@ def _run_forked(argv, out_file, err_file, mem_cap, time_limit):
     redirected.  Returns (wait status, rusage, seconds)."""
     from converters import __main__ as cli
 
+    threads = _os_threads()
+    if threads > FORK_SAFE_THREADS:
+        # A thread of the parent (torch's OpenMP pool after any tensor work, a prefetcher, ...) may
+        # hold a lock at the moment of the fork; the child then waits on it for ever.  Seen in the
+        # test suite: a convert variant blocked in a futex.  Only a fresh process may fork variants.
+        raise RuntimeError(f"the fork runner needs a fresh process, this one runs {threads} threads: "
+                           f"run `python tests/fuzz.py` (it forks from a fresh interpreter) or use "
+                           f"runner='subprocess'")
     sys.stdout.flush()
     sys.stderr.flush()
     start = time.monotonic()
@@ -337,6 +374,17 @@ def _run_forked(argv, out_file, err_file, mem_cap, time_limit):
             os._exit(int(rc) & 0xFF)
     _, status, usage = os.wait4(pid, 0)
     return status, usage, time.monotonic() - start
+
+
+FORK_SAFE_THREADS = 2        # the main thread and the one that importing torch starts
+
+
+def _os_threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:            # no /proc: count what Python knows of
+        import threading
+        return threading.active_count()
 
 
 def _run_subprocess(argv, out_file, err_file, mem_cap, time_limit):
@@ -418,7 +466,8 @@ def fuzz(count: int, seed: int = 0, runner: str = "fork", work: Path | None = No
             root = oracle_dir()
             seeds = oracle_seeds(root) if root is not None else []
             if not seeds:
-                seeds = generated_seeds(work / "seeds")
+                seeds = generated_seeds_for_fork(work / "seeds") if runner == "fork" else \
+                    generated_seeds(work / "seeds")
         if runner == "fork":
             _prewarm()
         rng = random.Random(seed)
@@ -426,6 +475,7 @@ def fuzz(count: int, seed: int = 0, runner: str = "fork", work: Path | None = No
         bar = None
         if progress:
             from tqdm import tqdm
+            tqdm.monitor_interval = 0   # no monitor thread: the parent forks, so it keeps one thread
             bar = tqdm(total=count, desc="fuzz", unit="variant", disable=None)
         for i in range(count):
             variant = make_variant(seeds[i % len(seeds)], rng, work, i)
@@ -483,17 +533,19 @@ def main(argv=None) -> int:
     parser.add_argument("--generated", action="store_true",
                         help="use the project's own generated seed files even when the oracle exists")
     parser.add_argument("--keep", metavar="DIR", help="copy failing variants (and argv.txt) here")
+    parser.add_argument("--json", metavar="FILE", help="also write every outcome to FILE as JSON")
     parser.add_argument("--kind", action="append", choices=("caffemodel", "net", "solver", "mean", "lmdb"),
                         help="only seeds of this kind (repeatable)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
     seeds = None
     with tempfile.TemporaryDirectory(prefix="converters-fuzz-seeds.") as tmp:
+        make = generated_seeds_for_fork if args.runner == "fork" else generated_seeds
         if args.generated:
-            seeds = generated_seeds(Path(tmp))
+            seeds = make(Path(tmp))
         elif args.kind:
             root = oracle_dir()
-            seeds = oracle_seeds(root) if root is not None else generated_seeds(Path(tmp))
+            seeds = oracle_seeds(root) if root is not None else make(Path(tmp))
         if args.kind:
             seeds = [s for s in seeds if s.kind in args.kind]
             if not seeds:
@@ -502,6 +554,11 @@ def main(argv=None) -> int:
                         time_limit=args.time_limit, seeds=seeds,
                         keep=Path(args.keep) if args.keep else None, progress=True)
     print(summary(outcomes))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            [{"op": o.variant.op, "kind": o.variant.seed.kind, "command": o.variant.command,
+              "argv": list(o.variant.argv), "status": o.status, "ok": o.ok, "detail": o.detail}
+             for o in outcomes], indent=1) + "\n")
     return 0 if all(o.ok for o in outcomes) else 1
 
 
