@@ -526,8 +526,9 @@ def to_net_input(img: np.ndarray, size) -> np.ndarray:
     return np.ascontiguousarray(img.transpose(2, 0, 1))
 
 
-class FaceDetector:
-    """OpenCV's frontal-face Haar cascade; boxes enlarged by ``margin`` on each side, clipped."""
+class FaceDetector(face_detectors.MarginBox):
+    """OpenCV's frontal-face Haar cascade; boxes enlarged by ``margin`` on each side, clipped
+    (``MarginBox.crop_box``, shared with the SSD detector)."""
 
     def __init__(self, margin: float = FACE_MARGIN, min_size: int = MIN_FACE, scale_factor: float = 1.1,
                  min_neighbors: int = 5):
@@ -560,14 +561,6 @@ class FaceDetector:
             w, h = min(w, img.shape[1] - x), min(h, img.shape[0] - y)
             boxes.append((x, y, w, h))
         return sorted(boxes, key=lambda b: (b[0], b[1]))
-
-    def crop_box(self, det, shape) -> tuple[int, int, int, int]:
-        """The detection enlarged by the margin on every side and clipped to the image: (x, y, w, h)."""
-        x, y, w, h = det
-        mx, my = int(round(self.margin * w)), int(round(self.margin * h))
-        x0, y0 = max(0, x - mx), max(0, y - my)
-        x1, y1 = min(shape[1], x + w + mx), min(shape[0], y + h + my)
-        return x0, y0, x1 - x0, y1 - y0
 
 
 @dataclass

@@ -290,13 +290,7 @@ class _Blob:
             arr = np.empty(0, dtype=_F32)
         if arr.dtype != np.float32:
             arr = arr.astype(np.float32)  # double_data is cast, as blob_to_array does
-        problem = shape_problem(shape)
-        if problem:
-            raise _Corrupt(problem)
-        count = math.prod(shape)
-        if arr.size != count:
-            raise _Corrupt(f"blob of shape {shape} holds {arr.size} values, expected {count}")
-        return arr.reshape(shape)
+        return _shaped(arr, shape)
 
 
 def _parse_dims(src, end: int, blob: _Blob) -> None:
@@ -427,6 +421,12 @@ def raw_blob_array(raw: bytes, raw_type, shape) -> np.ndarray:
     arr = np.frombuffer(raw, dtype=dtype).astype(np.float32)
     if shape is None:
         shape = (arr.size,)
+    return _shaped(arr, shape)
+
+
+def _shaped(arr: np.ndarray, shape) -> np.ndarray:
+    """``arr`` as a blob of ``shape``: the dims are checked (negative, over INT_MAX values) before
+    their product is trusted, then the value count must match."""
     problem = shape_problem(shape)
     if problem:
         raise _Corrupt(problem)
