@@ -42,11 +42,12 @@ from .registry import ConversionError, current_semantics, register
 def rect_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     """OpenCV's rectangle overlap of ``(x, y, w, h)`` boxes: intersection over union, 1 when both
     areas are 0 (``jaccardDistance`` returns 0 there), in double precision as ``Rect2d``."""
-    ix = np.minimum(box[0] + box[2], others[:, 0] + others[:, 2]) - np.maximum(box[0], others[:, 0])
-    iy = np.minimum(box[1] + box[3], others[:, 1] + others[:, 3]) - np.maximum(box[1], others[:, 1])
-    inter = np.where((ix > 0) & (iy > 0), ix * iy, 0.0)
-    areas = box[2] * box[3] + others[:, 2] * others[:, 3]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # infinite boxes (exp overflow) give a NaN overlap, which fails "<= nms_threshold" as in C++
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ix = np.minimum(box[0] + box[2], others[:, 0] + others[:, 2]) - np.maximum(box[0], others[:, 0])
+        iy = np.minimum(box[1] + box[3], others[:, 1] + others[:, 3]) - np.maximum(box[1], others[:, 1])
+        inter = np.where((ix > 0) & (iy > 0), ix * iy, 0.0)
+        areas = box[2] * box[3] + others[:, 2] * others[:, 3]
         iou = inter / (areas - inter)
     return np.where(areas <= np.finfo(np.float64).eps, 1.0, iou)
 
@@ -54,8 +55,9 @@ def rect_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
 def class_nms(rows: np.ndarray, classes: int, thresh: float, nms_threshold: float) -> np.ndarray:
     """Per-class NMS of one image's ``[H*W*A, 5+C]`` rows (in place and returned)."""
     boxes = rows[:, :4].astype(np.float64)
-    boxes[:, 0] -= boxes[:, 2] / 2
-    boxes[:, 1] -= boxes[:, 3] / 2
+    with np.errstate(invalid="ignore"):
+        boxes[:, 0] -= boxes[:, 2] / 2
+        boxes[:, 1] -= boxes[:, 3] / 2
     for k in range(classes):
         scores = rows[:, 5 + k].copy()
         cand = np.flatnonzero(scores > thresh)
