@@ -20,8 +20,8 @@ How Caffe's rules are written in the graph (so that any ONNX runtime computes wh
 * Fork layers: PriorBox / PriorBoxClustered become a constant (their output depends only on the
   bottom shapes); Interp (bilinear, corners aligned) and the YOLOv3 Upsample (nearest) become
   ``Resize``; Permute, Normalize, ShuffleChannel, Reorg, Axpy, ReLU6, Mish and the depthwise
-  convolutions are plain tensor operations.  DetectionOutput, Proposal, ROIPooling, PSROIPooling and
-  SegNet's Upsample (max-unpooling) are not exportable: the error names the layer; export the net
+  convolutions are plain tensor operations.  DetectionOutput, Proposal, ROIPooling, PSROIPooling, YOLOv2's
+  Region and SegNet's Upsample (max-unpooling) are not exportable: the error names the layer; export the net
   up to their bottoms with ``outputs=[...]`` (layers that feed no requested output are left out).
 Every other layer is exported as the converter built it.  The layers run in the order and over the
 blobs of the net's :class:`~converters.graph.ExecutionPlan` (Caffe's in-place rule included).
@@ -156,6 +156,7 @@ NOT_EXPORTABLE = {
     "ROIPooling": "per-ROI max pooling over data-dependent windows",
     "PSROIPooling": "position-sensitive pooling over data-dependent windows",
     "Upsample": "SegNet's max-unpooling (scatter by the mask bottom)",
+    "Region": "YOLOv2 region decoding with per-class NMS on the decoded boxes",
 }
 
 

@@ -70,11 +70,11 @@ def test_convert_cli_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.prototxt"
     bad.write_text('name: "x"\nlayer { name: "a" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 } } }\n'
                    'layer { name: "p" type: "Python" bottom: "data" top: "b" }\n'
-                   'layer { name: "q" type: "Region" bottom: "b" top: "c" }\n')
+                   'layer { name: "q" type: "MultiBoxLoss" bottom: "b" top: "c" }\n')
     rc = main(["convert", str(bad), "-o", str(tmp_path / "m.pt")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err
-    assert "'p' (Python)" in err and "'q' (Region)" in err
+    assert "'p' (Python)" in err and "'q' (MultiBoxLoss)" in err
     rc = main(["convert", str(tmp_path / "missing.prototxt"), "-o", str(tmp_path / "m.pt")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "missing.prototxt" in err and "\n" not in err

@@ -465,12 +465,12 @@ def test_ceil_mode_false_parses_and_floors():
 def test_unknown_fork_message_names_the_layer(tmp_path):
     p = tmp_path / "n.prototxt"
     p.write_text('input: "x" input_shape { dim: 1 dim: 1 dim: 2 dim: 2 }\n'
-                 'layer {\n  name: "region1"\n  type: "Region"\n  bottom: "x" top: "y"\n  region_param { classes: 3 }\n}\n')
+                 'layer {\n  name: "eval1"\n  type: "DetectionEvaluate"\n  bottom: "x" top: "y"\n  detection_evaluate_param { num_classes: 3 }\n}\n')
     from converters.formats import CaffeFormatError, read_net
     with pytest.raises(CaffeFormatError) as err:
         read_net(p)
     msg = str(err.value)
-    assert "\n" not in msg and "layer 'region1'" in msg and "region_param" in msg and ":6:" in msg
+    assert "\n" not in msg and "layer 'eval1'" in msg and "detection_evaluate_param" in msg and ":6:" in msg
 
 
 def test_fork_field_numbers():

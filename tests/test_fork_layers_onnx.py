@@ -67,3 +67,16 @@ def test_detection_output_is_not_exportable_but_the_head_is(tmp_path):
             for i in session.get_inputs()}
     prior = session.run(["mbox_priorbox"], feed)[0]
     assert np.abs(prior - expected).max() <= 1e-4 * np.abs(expected).max() + 1e-5   # OpenCV's priors
+
+
+def test_region_is_not_exportable_but_its_bottom_is(tmp_path):
+    from converters.onnx_export import ExportError, check_onnx, export_onnx
+    text = ('input: "x" input_shape { dim: 1 dim: 14 dim: 3 dim: 4 }\n'
+            'layer { name: "perm" type: "Permute" bottom: "x" top: "nhwc" permute_param { order: 0 order: 2 order: 3 order: 1 } }\n'
+            'layer { name: "region" type: "Region" bottom: "nhwc" top: "det" region_param { classes: 2 num: 2 '
+            'softmax: 1 biases: 1 biases: 2 biases: 3 biases: 4 } }\n')
+    net = load_caffe(parse_net(text), channels_last=False)
+    with pytest.raises(ExportError, match=r"layer 'region' \(Region\) is not exportable.*bottoms \(nhwc\)"):
+        export_onnx(net, tmp_path / "yolo.onnx")
+    path = export_onnx(net, tmp_path / "yolo.onnx", outputs=["nhwc"], dynamic_batch=False)
+    assert check_onnx(path, net, batch=1)["nhwc"][0] == 0.0

@@ -135,3 +135,55 @@ def test_verify_cli_on_a_detection_net(capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "semantics='opencv'" in out and "det_center" in out and "detections, score diff" in out
+
+
+def region_case(tmp_path, n, h, w, a, c, params, spread, seed):
+    """A Permute(0,2,3,1) + Region net with its anchors in a caffemodel (OpenCV's weight blob)."""
+    from converters.proto import caffe_pb2 as pb
+    g = np.random.default_rng(seed)
+    inputs = {"x": (g.normal(size=(n, a * (5 + c), h, w)) * spread).astype(np.float32)}
+    biases = g.uniform(0.5, 4.0, 2 * a).astype(np.float32)
+    text = decl(inputs) + (
+        'layer { name: "perm" type: "Permute" bottom: "x" top: "nhwc" permute_param { order: 0 order: 2 order: 3 order: 1 } }\n'
+        f'layer {{ name: "region" type: "Region" bottom: "nhwc" top: "region" region_param {{ {params} }} }}\n')
+    weights = pb.NetParameter()
+    layer = weights.layer.add(name="region", type="Region")
+    layer.blobs.add(shape=pb.BlobShape(dim=[2 * a]), data=biases.tolist())
+    model = tmp_path / "net.caffemodel"
+    model.write_bytes(weights.SerializeToString())
+    (tmp_path / "net.prototxt").write_text(text)
+    net = cv2.dnn.readNetFromCaffe(str(tmp_path / "net.prototxt"), str(model))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    net.setInput(inputs["x"], "x")
+    theirs = net.forward("region")
+    ours_net = load_caffe(parse_net(text), str(model), semantics="opencv", channels_last=False)
+    with torch.no_grad():
+        ours = ours_net.forward_blobs({"x": torch.from_numpy(inputs["x"])})["region"].numpy()
+    return ours, theirs
+
+
+REGION_SETTINGS = {
+    "softmax_no_nms": (1, 2, 3, 2, 3, "classes: 3 coords: 4 anchors: 2 softmax: 1 nms_threshold: 0", 1.0),
+    "softmax_nms": (1, 6, 5, 3, 4, "classes: 4 anchors: 3 softmax: 1 thresh: 0.2 nms_threshold: 0.4", 2.0),
+    "logistic_nms": (1, 6, 5, 3, 4, "classes: 4 anchors: 3 logistic: 1 thresh: 0.1 nms_threshold: 0.3", 2.0),
+    "batch2_softmax_nms": (2, 4, 4, 5, 2, "classes: 2 anchors: 5 softmax: 1 nms_threshold: 0.45", 2.0),
+    "scale_x_y_classfix": (1, 6, 6, 2, 2, "classes: 2 anchors: 2 softmax: 1 classfix: -1 scale_x_y: 1.1", 2.0),
+    "new_coords": (1, 4, 5, 2, 3, "classes: 3 anchors: 2 logistic: 1 new_coords: 1 nms_threshold: 0.4", 0.6),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(REGION_SETTINGS))
+def test_region_matches_opencv(tmp_path, setting):
+    n, h, w, a, c, params, spread = REGION_SETTINGS[setting]
+    ours, theirs = region_case(tmp_path, n, h, w, a, c, params, spread, seed=len(setting))
+    rows = h * w * a
+    assert theirs.shape == ((rows, 5 + c) if n == 1 else (n, rows, 5 + c)) == ours.shape
+    assert_close(ours, theirs)
+    # the case exercises the threshold (zeros and survivors) and, with NMS, suppressions
+    assert 0 < int((theirs[..., 5:] > 0).sum()) < theirs[..., 5:].size
+    if setting.endswith("_nms") and "no_nms" not in setting:
+        import re
+        plain = re.sub(r"nms_threshold: [0-9.]+", "nms_threshold: 0", params)
+        no_nms, _ = region_case(tmp_path, n, h, w, a, c, plain, spread, seed=len(setting))
+        assert int((no_nms[..., 5:] > 0).sum()) > int((ours[..., 5:] > 0).sum())

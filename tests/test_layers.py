@@ -451,13 +451,13 @@ CONV = ('layer {{ name: "{n}" type: "Convolution" bottom: "{b}" top: "{t}" '
 def test_unsupported_layers_listed_together():
     text = (NET_HEAD + CONV.format(n="conv1", b="data", t="conv1", o=4)
             + 'layer { name: "py" type: "Python" bottom: "conv1" top: "p" }\n'
-            + 'layer { name: "roi" type: "Region" bottom: "p" top: "r" }\n'
+            + 'layer { name: "mbl" type: "MultiBoxLoss" bottom: "p" top: "r" }\n'
             + 'layer { name: "py2" type: "Python" bottom: "r" top: "q" }\n')
     with pytest.raises(UnsupportedLayersError) as err:
         net_from(text)
     msg = str(err.value)
-    assert "3 unsupported" in msg and "'py' (Python)" in msg and "'roi' (Region)" in msg and "'py2'" in msg
-    assert err.value.layers == [("py", "Python"), ("roi", "Region"), ("py2", "Python")]
+    assert "3 unsupported" in msg and "'py' (Python)" in msg and "'mbl' (MultiBoxLoss)" in msg and "'py2'" in msg
+    assert err.value.layers == [("py", "Python"), ("mbl", "MultiBoxLoss"), ("py2", "Python")]
 
 
 def test_inplace_relu_overwrites_blob():

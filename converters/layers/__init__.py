@@ -6,7 +6,7 @@ and quotes the Caffe rule it implements in its module docstring.
 """
 from . import (activations, conv, data, eltwise, inner_product, loss, lrn, normalization,  # noqa: F401
                pooling, scale, shape, softmax)
-from . import (axpy, channels, depthwise, detection, fork_activations, proposal, resize, roi, ssd)  # noqa: F401  (fork layers)
+from . import (axpy, channels, depthwise, detection, fork_activations, proposal, region, resize, roi, ssd)  # noqa: F401  (fork layers)
 from .base import CaffeLayer
 from .registry import (ConversionError, UnsupportedLayersError, check_supported, get_converter,
                        is_input_type, is_supported, register, supported_types)

@@ -95,7 +95,7 @@ def register(*types: str, input_layer: bool = False, fork: str | None = None):
 
 
 # the converter modules that hold fork layers (docs/layers.md names each layer's fork)
-_FORK_MODULES = {"axpy", "channels", "depthwise", "detection", "fork_activations", "proposal", "resize",
+_FORK_MODULES = {"axpy", "channels", "depthwise", "detection", "fork_activations", "proposal", "region", "resize",
                  "roi", "ssd"}
 
 
