@@ -9,8 +9,8 @@ He-normal weights (seeded), written once as caffemodels into ``--cache`` so that
 converter read the same files.  The input is a real 10-crop batch (``caffe.io.oversample`` of a
 random 256 x 256 image, 10 x 3 x S x S).  Both engines run in this process with the same number
 of threads, interleaved run by run (so a busy machine slows both alike); the median of ``--runs``
-timed runs after ``--warmup`` runs is reported, beside the issue's reference numbers (real Caffe
-1.0 and OpenCV 4.14 on the reporter's machine, and a plain PyTorch VGG-16).  ``--profile`` adds
+timed runs after ``--warmup`` runs is reported, beside separately published reference figures
+(real Caffe 1.0 and OpenCV 4.14 measured on another 2-core machine, and a plain PyTorch VGG-16).  ``--profile`` adds
 the slowest layers of the converted net.  ``--device cuda`` times the converted net on the GPU
 (OpenCV stays on the CPU); it is skipped when CUDA is unavailable.
 """
@@ -281,7 +281,7 @@ def main(argv=None) -> int:
           f"OpenCV {cv_version}; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     head = f"{'net':<11} {'input':<14}" + "".join(f" {name:>{max(10, len(name))}}" for name in engines)
-    head += f" {'ours/OpenCV':>11} {'logits rel.diff':>15}   {'issue: Caffe 1.0':>16} {'OpenCV 4.14':>11}"
+    head += f" {'ours/OpenCV':>11} {'logits rel.diff':>15}   {'ref: Caffe 1.0':>16} {'OpenCV 4.14':>11}"
     print(head)
     for r in rows:
         med = r["median_s"]
@@ -293,7 +293,7 @@ def main(argv=None) -> int:
         line += f" {ratio:>11} {diff:>15}   {r['ref_caffe_s']:>15.2f}s {r['ref_opencv_s']:>10.2f}s"
         print(line)
     if any(r["key"] == "vgg16" for r in rows):
-        print(f"(issue: plain PyTorch VGG-16 {PLAIN_TORCH_VGG16:.2f}s.  ours/OpenCV: our default path over OpenCV, "
+        print(f"(ref: plain PyTorch VGG-16 {PLAIN_TORCH_VGG16:.2f}s.  ours/OpenCV: our default path over OpenCV, "
               f"< 1 is faster)")
     for r in rows:
         if "profile" in r:

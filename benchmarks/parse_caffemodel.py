@@ -1,4 +1,4 @@
-"""Benchmark: parse a full-size VGG-16 caffemodel (issue "Foundation").
+"""Benchmark: parse a full-size VGG-16 caffemodel.
 
 Writes a VGG_ILSVRC_16_layers caffemodel with random weights (1000 classes, 138M parameters,
 ~553 MB) and its deploy prototxt into a temporary folder with our streaming writer, then times,
@@ -10,8 +10,8 @@ each in a fresh subprocess (so peak RSS is per reader):
 * OpenCV:    ``cv2.dnn.readNetFromCaffe(prototxt, caffemodel)``
 
 Peak memory is the child's ``ru_maxrss`` (whole process, interpreter and imports included),
-compared with the file size; the part above the RSS after imports is shown too.  Reference numbers from the issue: OpenCV 4.14 3.4 s, real Caffe
-4.0 s; targets 1.5 s and peak <= 1.5x file size.
+compared with the file size; the part above the RSS after imports is shown too.  Reference figures measured
+separately on another machine: OpenCV 4.14 3.4 s, real Caffe 4.0 s.
 
 Usage: ``python benchmarks/parse_caffemodel.py [--repeat 3] [--keep DIR] [--skip-opencv]``
 """
@@ -204,8 +204,8 @@ def main(argv=None) -> int:
             continue
         peak, extra = mem
         print(f"| {kind} | {wall:.2f} | {peak:.0f} | {peak * 1e6 / size:.2f} | {extra:.0f} | {note} |")
-    print("| issue reference: OpenCV 4.14 readNetFromCaffe | 3.4 | | | | |")
-    print("| issue reference: real Caffe | 4.0 | | | | |")
+    print("| reference: OpenCV 4.14 readNetFromCaffe | 3.4 | | | | |")
+    print("| reference: real Caffe | 4.0 | | | | |")
     print("| target (ours) | <= 1.5 | | <= 1.5 | | |")
     ours = [r for r in rows if r[0] == "ours"]
     met = all(r[1] is not None and r[1] <= 1.5 and r[2][0] * 1e6 / size <= 1.5 for r in ours)
