@@ -51,6 +51,29 @@ def need(oracle: Path, *relpaths: str) -> None:
                     f"put it at ../shared/caffe-oracle or set CAFFE_ORACLE_DIR)")
 
 
+def assert_predictions_equal_caffes(out: Path, folder: str, expected_cell: dict, atol: float = 1e-4) -> int:
+    """``run.py``'s per-image predictions CSVs of one protocol-oracle cell against Caffe's expected.json:
+    the LMDB key order, the label, the 10-crop / bottom-right / true-centre predictions exactly and the
+    10-crop mean probabilities within ``atol``.  Returns the number of images checked."""
+    import csv
+
+    import numpy as np
+
+    n = 0
+    for ef in expected_cell["folds"]:
+        with open(out / "predictions" / f"{folder}_fold{ef['fold']}.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert [r["key"] for r in rows] == [im["key"] for im in ef["images"]]   # LMDB key order
+        for r, im in zip(rows, ef["images"]):
+            assert int(r["label"]) == im["label"]
+            assert (int(r["prediction"]), int(r["prediction_single"]), int(r["prediction_centre"])) == \
+                (im["pred_10crop"], im["pred_single_bottomright"], im["pred_single_center"])
+            probs = np.array([float(r[f"prob_{c}"]) for c in range(expected_cell["n_classes"])])
+            np.testing.assert_allclose(probs, im["prob_10crop_mean"], atol=atol, rtol=0)
+            n += 1
+    return n
+
+
 @pytest.fixture(scope="session")
 def upstream() -> Path:
     if not UPSTREAM_REPO.is_dir():

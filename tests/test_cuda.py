@@ -9,7 +9,6 @@
 TF32 is off for the comparisons (``reproduce.protocol.strict_float32``): Caffe computes in float32.
 ``benchmarks/gpu_checks.sh`` runs this file with the benchmarks.
 """
-import csv
 import json
 
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 import torch
 
 import converters
+from conftest import assert_predictions_equal_caffes
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="CUDA is not available to torch here (benchmarks/gpu_checks.sh runs "
@@ -97,11 +97,4 @@ def test_protocol_oracle_on_cuda_gives_caffes_predictions(oracle, tmp_path):
                        "--no-progress", "--batch", "3", "--assets-mirror", str(out / "no-network"),
                        "--device", "cuda"])
         assert rc == 0
-        for ef in expected[folder]["folds"]:
-            rows = list(csv.DictReader(open(out / "predictions" / f"{folder}_fold{ef['fold']}.csv")))
-            assert [r["key"] for r in rows] == [im["key"] for im in ef["images"]]
-            for r, im in zip(rows, ef["images"]):
-                assert (int(r["prediction"]), int(r["prediction_single"]), int(r["prediction_centre"])) == \
-                    (im["pred_10crop"], im["pred_single_bottomright"], im["pred_single_center"])
-                probs = np.array([float(r[f"prob_{c}"]) for c in range(expected[folder]["n_classes"])])
-                np.testing.assert_allclose(probs, im["prob_10crop_mean"], atol=1e-4, rtol=0)
+        assert assert_predictions_equal_caffes(out, folder, expected[folder]) > 0

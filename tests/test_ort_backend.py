@@ -7,6 +7,7 @@ import torch
 
 import converters
 from converters import ort_backend
+from conftest import assert_predictions_equal_caffes
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime (optional dependency) is not installed")
 
@@ -88,7 +89,6 @@ def test_backend_choice(monkeypatch):
 def test_protocol_oracle_predictions_identical_per_backend(oracle, backend, tmp_path):
     """run.py --backend B on the oracle's miniature folds: every image gets real Caffe's predictions
     (10-crop, single bottom-right, true centre) and probabilities within 1e-4."""
-    import csv
     import json
 
     from reproduce import run
@@ -102,17 +102,7 @@ def test_protocol_oracle_predictions_identical_per_backend(oracle, backend, tmp_
                    "--backend", backend,
                    "--folds", ",".join(str(f["fold"]) for f in expected[folder]["folds"])])  # mini set: fold 0
     assert rc == 0
-    n = 0
-    for ef in expected[folder]["folds"]:
-        rows = list(csv.DictReader(open(tmp_path / "predictions" / f"{folder}_fold{ef['fold']}.csv")))
-        assert [r["key"] for r in rows] == [im["key"] for im in ef["images"]]
-        for r, im in zip(rows, ef["images"]):
-            assert (int(r["prediction"]), int(r["prediction_single"]), int(r["prediction_centre"])) == \
-                (im["pred_10crop"], im["pred_single_bottomright"], im["pred_single_center"])
-            probs = np.array([float(r[f"prob_{c}"]) for c in range(expected[folder]["n_classes"])])
-            np.testing.assert_allclose(probs, im["prob_10crop_mean"], atol=1e-4, rtol=0)
-            n += 1
-    assert n > 0
+    assert assert_predictions_equal_caffes(tmp_path, folder, expected[folder]) > 0
 
 
 def test_cli_rejects_onnxruntime_without_it(monkeypatch, capsys):
