@@ -535,6 +535,10 @@ class FaceDetector(face_detectors.MarginBox):
         import cv2
         if margin < 0:
             raise PredictError(f"--face-margin: expected >= 0, got {margin}")
+        if not hasattr(cv2, "CascadeClassifier"):
+            # OpenCV 5 moved the Haar cascades out of the main package (into opencv-contrib's xobjdetect)
+            raise PredictError(f"the Haar face detector needs OpenCV 4.x (installed: OpenCV {cv2.__version__}); "
+                               f"use --detector ssd")
         path = str(Path(cv2.data.haarcascades) / HAAR_CASCADE)
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
