@@ -18,6 +18,8 @@ import pkgutil
 import sys
 from types import ModuleType
 
+from converters import errors
+
 SCRIPT = "caffe-convert"          # the console script of setup.py
 PROG = "python -m converters"
 
@@ -91,24 +93,6 @@ def build_parser(commands: dict) -> argparse.ArgumentParser:
     return parser
 
 
-def _user_error(exc: BaseException) -> bool:
-    from .formats import CaffeFormatError
-
-    if isinstance(exc, CaffeFormatError):
-        return True
-    if isinstance(exc, ValueError) and type(exc) is not ValueError:
-        return True
-    return isinstance(exc, OSError) and getattr(exc, "filename", None) is not None
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        text = f"{exc.filename}: {exc.strerror}"
-    else:
-        text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
-
-
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
@@ -129,10 +113,9 @@ def main(argv=None) -> int:
             pass
         return 0
     except Exception as exc:
-        if debug or not _user_error(exc):
+        if debug or not errors.is_input_error(exc):
             raise
-        print(f"{prog_name()} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
+        return errors.report(f"{prog_name()} {args.command}", exc)
 
 
 if __name__ == "__main__":

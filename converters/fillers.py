@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from .proto import caffe_pb2 as pb
+from converters.errors import InputError
 
 FILLERS = ("constant", "uniform", "gaussian", "positive_unitball", "xavier", "msra", "bilinear")
 
 
-class FillerError(ValueError):
+class FillerError(ValueError, InputError):
     """A filler Caffe refuses (unknown type, sparse where unsupported, bad bounds)."""
 
 

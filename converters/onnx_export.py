@@ -44,12 +44,13 @@ from .layers.inner_product import InnerProduct
 from .layers.lrn import ACROSS, LRN
 from .layers.pooling import AVE, MAX, Pooling, ave_divisor
 from .layers.resize import UpsampleNearest
+from converters.errors import InputError
 
 MIN_OPSET = 13
 DEFAULT_OPSET = 18
 
 
-class ExportError(ValueError):
+class ExportError(ValueError, InputError):
     """The net cannot be exported (message names the layer or the option)."""
 
 

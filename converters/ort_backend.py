@@ -24,6 +24,7 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
+from converters.errors import InputError
 
 BACKENDS = ("torch", "onnxruntime", "auto")
 OPSET = 17
@@ -31,7 +32,7 @@ _GRAPHS: "OrderedDict[str, bytes]" = OrderedDict()   # structure key -> serializ
 _GRAPH_CACHE_SIZE = 4
 
 
-class BackendError(ValueError):
+class BackendError(ValueError, InputError):
     """The requested backend cannot run here (message says why)."""
 
 

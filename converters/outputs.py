@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from converters.errors import InputError
 
 
-class OutputPathError(ValueError):
+class OutputPathError(ValueError, InputError):
     """An output path that cannot be used; ``str()`` starts with the path."""
 
     def __init__(self, path, message: str):

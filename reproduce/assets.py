@@ -32,6 +32,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+from converters.errors import InputError
 
 MANIFEST_PATH = Path(__file__).resolve().parent / "data" / "upstream_manifest.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ FOLD_LIST_DIR = {
 }
 
 
-class AssetError(RuntimeError):
+class AssetError(RuntimeError, InputError):
     """An upstream file cannot be obtained or does not match the manifest (message names the file)."""
 
 

@@ -35,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 from string import Template
+from converters.errors import InputError
 
 if __package__ in (None, ""):  # run as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -68,7 +69,7 @@ DEFAULTS = {
 }
 
 
-class DemoError(RuntimeError):
+class DemoError(RuntimeError, InputError):
     pass
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import sources
+from converters.errors import InputError
 
 FLAT_UPTO = {"caffenet": 0, "googlenet": 4, "vgg16": 9, "adiencenet": 0}
 EPS = 0.1
@@ -38,7 +39,7 @@ BETA = 1.0
 CLASS_MODES = ("predicted", "true")
 
 
-class ExplainError(ValueError):
+class ExplainError(ValueError, InputError):
     """Bad selection or missing inputs (the message says what and where)."""
 
 

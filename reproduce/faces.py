@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from converters.errors import InputError
 
 DEPLOY = Path(__file__).resolve().parent / "data" / "res10_300x300_ssd_deploy.prototxt"
 SSD_SIZE = (300, 300)
@@ -36,7 +37,7 @@ CHUNK = 1 << 16
 FOLDER = "face_detector"
 
 
-class DetectorError(RuntimeError):
+class DetectorError(RuntimeError, InputError):
     """A face detector cannot be set up (one line naming the file, URL or option)."""
 
 

@@ -41,6 +41,7 @@ from . import grid, sources
 from .assets import VARIANT_SUFFIX, Asset, AssetError, _download, sha256_file
 from .cli import OptionGroup
 from .webdav import WebDAV, WebDAVError
+from converters.errors import InputError
 
 PROG = "run.py"
 ENV_REMOTE = "AGEGENDER_REMOTE"
@@ -60,7 +61,7 @@ MAX_DEPTH = 3  # wrapper folders above the documented ones that the search looks
 _LEAF_DIR = re.compile(r"(models_test_is_\d+|Test_fold_is_\d+|.*_lmdb)\Z")
 
 
-class FetchError(Exception):
+class FetchError(InputError):
     """A run's inputs cannot be fetched (message says which and where); exit code 2."""
 
 

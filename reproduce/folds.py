@@ -33,6 +33,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
+from converters.errors import InputError
 
 FOLD_COLUMNS = ("user_id", "original_image", "face_id", "age", "gender", "x", "y", "dx", "dy",
                 "tilt_ang", "fiducial_yaw_angle", "fiducial_score")
@@ -73,7 +74,7 @@ VARIANTS = {
 }
 
 
-class FoldFileError(ValueError):
+class FoldFileError(ValueError, InputError):
     """A fold file could not be read; ``str(err)`` is ``<path>:<line>: <what was expected>``."""
 
     def __init__(self, path, line: int | None, message: str):

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from converters.errors import InputError
 
 DATA = Path(__file__).resolve().parent / "data" / "paper_tables.json"
 TABLES = (2, 3, 4, 5)
@@ -29,7 +30,7 @@ COLUMN_NAMES = {"A": "AdienceNet", "C": "CaffeNet", "G": "GoogLeNet", "V": "VGG1
 VARIANT_NAMES = {"i": "in-plane aligned", "r": "rotation aligned (squared)", "m": "mixed"}
 
 
-class GridError(ValueError):
+class GridError(ValueError, InputError):
     """A table/row/column selection that does not exist in the paper."""
 
 

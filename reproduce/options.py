@@ -8,13 +8,14 @@ It imports no mode, so every mode may import it.
 from __future__ import annotations
 
 from reproduce import grid
+from converters.errors import InputError
 
 
-class UsageError(Exception):
+class UsageError(InputError):
     """A bad option or option value (the message names the option)."""
 
 
-class MissingInputs(Exception):
+class MissingInputs(InputError):
     """Inputs a run needs are absent (the message lists them and says how to get them)."""
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from converters.errors import InputError
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -78,7 +79,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tif
                   ".pbm", ".pnm", ".jp2", ".sr", ".ras"}
 
 
-class PredictError(ValueError):
+class PredictError(ValueError, InputError):
     """A bad input; the message is the one line shown to the user."""
 
 

@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+from converters.errors import InputError
 
 N_CROPS = 10
 CORNER_BOTTOM_RIGHT = 3  # index of the upstream single "centre" crop inside the 10 crops (Q-E1)
@@ -45,7 +46,7 @@ METRIC_NAMES = {
 }
 
 
-class ProtocolError(ValueError):
+class ProtocolError(ValueError, InputError):
     """Inputs that do not fit the protocol (image/mean shape, output blob)."""
 
 

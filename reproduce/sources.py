@@ -30,6 +30,7 @@ import numpy as np
 
 from .assets import VARIANT_SUFFIX
 from .squaring import pad_to_square  # noqa: F401 - the [r] squaring, used by load_adience_image
+from converters.errors import InputError
 
 SIZE = 256
 DEFAULT_WEIGHTS_NAME = "caffenet_train_iter_{iter}.caffemodel"
@@ -44,7 +45,7 @@ LINKS = {
 }
 
 
-class SourceError(ValueError):
+class SourceError(ValueError, InputError):
     """An input that exists but cannot be used (message names the file)."""
 
 

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Callable
 
 from reproduce.assets import VARIANT_SUFFIX
+from converters.errors import InputError
 
 SUFFIX_VARIANT = {v: k for k, v in VARIANT_SUFFIX.items()}
 SNAPSHOT_PREFIX = "caffenet_train"     # the upstream solvers' snapshot_prefix file part
 
 
-class TrainError(Exception):
+class TrainError(InputError):
     """A problem the user can fix (bad option, unmappable path, missing input); exit code 2."""
 
 

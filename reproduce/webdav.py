@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from converters.errors import InputError
 
 DAV = "{DAV:}"
 USER_AGENT = "caffe-agegender-repro"
@@ -29,7 +30,7 @@ PROPFIND_BODY = (b'<?xml version="1.0" encoding="utf-8"?>\n'
                  b'<d:getetag/></d:prop></d:propfind>\n')
 
 
-class WebDAVError(RuntimeError):
+class WebDAVError(RuntimeError, InputError):
     """A listing that cannot be obtained or read (message names the URL)."""
 
 

@@ -2,11 +2,13 @@
 
 A command module defines ``NAME`` (the subcommand), ``HELP`` (one line), ``add_arguments(parser)``
 and ``run(args) -> int`` (the exit code).  Bad input is reported by raising
-:class:`converters.formats.CaffeFormatError` or :class:`UserError` (or another ``ValueError``
-subclass meant for users): the entry point prints it as one line on stderr and exits with 2, no
-traceback.  Modules whose name starts with ``_`` are helpers, not commands.
+:class:`converters.errors.InputError` (``CaffeFormatError``, :class:`UserError` and every
+other user-input error derive from it) or an ``OSError`` naming a file: the entry point prints it as
+one line on stderr and exits with 2, no traceback.  Modules whose name starts with ``_`` are helpers, not commands.
 """
 
+from converters.errors import InputError
 
-class UserError(ValueError):
+
+class UserError(ValueError, InputError):
     """A problem with the user's input that is not a Caffe file error (bad option values...)."""

@@ -20,12 +20,13 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from converters.errors import InputError
 
 CV_8U = 0
 CV_32F = 5
 
 
-class BlobError(ValueError):
+class BlobError(ValueError, InputError):
     """Bad arguments to blobFromImage(s) / imagesFromBlob (the message says which)."""
 
 

@@ -1,8 +1,9 @@
 """The one error type of the format layer: every message names the file (and line or layer)."""
 from __future__ import annotations
+from converters.errors import InputError
 
 
-class CaffeFormatError(ValueError):
+class CaffeFormatError(ValueError, InputError):
     """A Caffe artefact could not be read or written.
 
     ``str(err)`` is a single line that starts with the file path, followed by

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
+from converters.errors import InputError
 
 P_BRANCH, P_LEAF, P_OVERFLOW, P_META, P_LEAF2 = 0x01, 0x02, 0x04, 0x08, 0x20
 F_BIGDATA = 0x01
@@ -27,7 +28,7 @@ MAGIC = 0xBEEFC0DE
 P_INVALID = (1 << 64) - 1
 
 
-class LmdbStructureError(ValueError):
+class LmdbStructureError(ValueError, InputError):
     """The file is not an LMDB this reader can map safely (message: what is wrong, where)."""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from typing import Callable, Iterable
+from converters.errors import InputError
 
 SEMANTICS = ("fork", "opencv")
 _SEMANTICS = contextvars.ContextVar("converters_layer_semantics", default="fork")
@@ -46,7 +47,7 @@ def is_fork_type(layer_type: str) -> bool:
 _INPUT_TYPES: set[str] = set()
 
 
-class ConversionError(ValueError):
+class ConversionError(ValueError, InputError):
     """A layer cannot be converted; the message names the layer, its type and the reason."""
 
     def __init__(self, layer, message: str):

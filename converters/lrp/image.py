@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from ..formats.images import read_image, squash
+from converters.errors import InputError
 
 MODES = ("protocol", "demonstrator")
 
 
-class ImageError(ValueError):
+class ImageError(ValueError, InputError):
     """An image that cannot be read or prepared (message names the file)."""
 
 

@@ -38,12 +38,13 @@ import weakref
 import torch
 import torch.nn.functional as F
 import torch.nn.grad as nn_grad
+from converters.errors import InputError
 
 
 _SIGN_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-class LRPError(ValueError):
+class LRPError(ValueError, InputError):
     """A layer/rule combination that cannot be explained (the message names the layer)."""
 
 

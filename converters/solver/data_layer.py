@@ -36,11 +36,12 @@ import torch
 
 from ..formats import read_mean
 from ..proto import caffe_pb2 as pb
+from converters.errors import InputError
 
 DATA_LAYER_TYPES = ("Data",)
 
 
-class DataLayerError(ValueError):
+class DataLayerError(ValueError, InputError):
     """A Data layer that cannot be set up (message names the layer / file)."""
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from converters.errors import InputError
 
 POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 
@@ -56,7 +57,7 @@ def _f(x) -> float:
     return float(_f32(x))
 
 
-class LrPolicyError(ValueError):
+class LrPolicyError(ValueError, InputError):
     """A learning-rate policy Caffe refuses (its CHECKs in SGDSolver::GetLearningRate)."""
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from converters.errors import InputError
 
 # ---------------------------------------------------------------------------- label sets
 GENDERS = ("male", "female")                       # 0, 1 everywhere (Adience m = 0, f = 1)
@@ -45,7 +46,7 @@ ADIENCE_AGES = ("(0, 2)", "(4, 6)", "(8, 12)", "(15, 20)", "(25, 32)", "(38, 43)
 ADIENCE_LIST_DIR = "train_val_txt_files_per_fold"
 
 
-class DatasetError(ValueError):
+class DatasetError(ValueError, InputError):
     """Data that cannot be read; ``str(err)`` starts with ``<file>:<line>:`` or ``<file>:``."""
 
     def __init__(self, path, line: int | None, message: str):

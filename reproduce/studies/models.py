@@ -29,12 +29,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from converters.errors import InputError
 
 AGE_CLASSES = 8
 LRN = dict(size=5, alpha=1e-4, beta=0.75, k=1.0)
 
 
-class ModelError(ValueError):
+class ModelError(ValueError, InputError):
     """A model or weights file that cannot be used (message names the file)."""
 
 
