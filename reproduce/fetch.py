@@ -39,7 +39,6 @@ from pathlib import Path
 
 from . import grid, sources
 from .assets import VARIANT_SUFFIX, Asset, AssetError, _download, sha256_file
-from .cli import OptionGroup
 from .webdav import WebDAV, WebDAVError
 from converters.errors import InputError
 
@@ -75,7 +74,9 @@ class IntegrityError(sources.SourceError):
 
 # ---------------------------------------------------------------------------- options
 def add_fetch_arguments(parser) -> None:
-    g = OptionGroup(parser, "fetch: download the inputs a run needs (reproduce/fetch.py)")
+    """--fetch/--dry-run/--remote/--data-dir of the modes whose inputs can be downloaded (table, train,
+    predict, explain; :func:`prepare` reads ``args.mode`` to know what the run needs)."""
+    g = parser.add_argument_group("fetch: download the inputs a run needs (reproduce/fetch.py)")
     g.add_argument("--fetch", action="store_true",
                    help="download the trained weights, LMDBs and starting points the selected cells and folds "
                         "need (those not given with --weights/--lmdb/--adience/--init) from the upstream shares, "
@@ -212,38 +213,29 @@ class Needs:
     inits: list         # starting-point file names
 
 
-def _mode(args) -> str:
-    if getattr(args, "predict", None):
-        return "predict"
-    if getattr(args, "train", False):
-        return "train"
-    if getattr(args, "explain", False):
-        return "explain"
-    return "table"
-
-
-def _folds(text) -> list[int]:
-    from .run import UsageError, parse_folds
+def _folds(text, option: str = "--folds", allow_all: bool = False) -> list[int]:
+    from .options import UsageError, parse_folds
     try:
-        return parse_folds(text)
+        return parse_folds(text, option, allow_all)
     except UsageError as exc:
         raise FetchError(str(exc)) from None
 
 
 def needs_of(args) -> Needs:
     """The inputs the run described by ``args`` reads that it was not given."""
-    mode = _mode(args)
+    mode = args.mode        # table, train, predict or explain (reproduce.modes)
     weights, lmdbs, inits = {}, [], []
     if args.table is None:
         what = "model" if mode == "predict" else "cells"
         raise FetchError(f"--fetch needs --table (and --row/--col) to know which {what} to download")
     try:
         if mode == "predict":
-            from .predict import PredictError, parse_folds, select_cell
+            from .predict import PredictError, select_cell
             try:
-                cells, folds = [select_cell(args.table, args.row, args.col)], parse_folds(getattr(args, "fold", None))
+                cells = [select_cell(args.table, args.row, args.col)]
             except PredictError as exc:
                 raise FetchError(str(exc)) from None
+            folds = _folds(args.fold, "--fold", allow_all=True)
         else:
             cells = [c for c in grid.select(args.table, args.row, args.col) if not c.empty]
             folds = _folds(args.folds)
@@ -572,7 +564,7 @@ def prepare(args) -> int | None:
     """``--fetch`` / ``--dry-run``: find, list and download the inputs of the run in ``args``, then point
     ``args.weights`` / ``args.lmdb`` / ``args.init`` at the data folder.  Returns None to go on with
     the run, 0 after a dry run, 2 after an error (printed)."""
-    if not (getattr(args, "fetch", False) or getattr(args, "dry_run", False)):
+    if not (args.fetch or args.dry_run):
         return None
     try:
         needs = needs_of(args)

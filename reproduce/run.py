@@ -1,16 +1,14 @@
 #!/usr/bin/env python
-"""Evaluate the paper's models with the exact fold files and the 10-crop protocol; show the
-published numbers beside the reproduced ones.
+"""The command line of the reproduction: score the paper's models (Tables 2-5), train them, predict
+and explain photos, the offline demo and the follow-up studies.
 
-    python reproduce/run.py --table 2 --row m,w --lmdb DATA --weights MODELS
-    python reproduce/run.py --table 2 --row m,w --fetch [--dry-run] [--remote URL] [--data-dir DIR]
-    python reproduce/run.py --list
-    python reproduce/run.py --fetch-assets [--assets-mirror DIR_OR_URL]
+    python reproduce/run.py MODE [options]        MODE: table list fetch demo predict explain train study
+    python reproduce/run.py --table 2 --row m,w --lmdb DATA --weights MODELS    (the flag style, as before)
+    python reproduce/run.py MODE --help           a mode's options
 
-``--row`` and ``--col`` may be repeated (``--row i --row m,n``) or take ``all``; ``;`` also separates
-rows (``--row "i;m,n"``).  Results go to ``--out`` (default ``out/table<T>``): results.json,
-results.csv, predictions/<folder>_fold<K>.csv, results.png and a per-(cell, fold) cache (``cache/``)
-from which an interrupted run resumes.  Exit codes: 0 done, 2 bad arguments or missing inputs.
+What it owns: the entry point only.  The modes live in their own modules (:mod:`reproduce.modes`
+is the registry: each mode's parser holds only that mode's options); this parses the command
+line with the chosen mode's parser and runs it, printing a user error as one line with exit 2.
 """
 from __future__ import annotations
 
@@ -20,510 +18,45 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-from reproduce import demo, explain, fetch, grid, predict, protocol, report, sources, train  # noqa: E402
-from converters import ort_backend  # noqa: E402
-from reproduce.assets import ENV_MIRROR, ENV_ROOT, AssetError, AssetStore  # noqa: E402
-from reproduce.studies import add_study_arguments, run_study  # noqa: E402
+from converters.errors import InputError, is_input_error, report  # noqa: E402
+from reproduce import modes  # noqa: E402
 from reproduce.options import MissingInputs, UsageError, parse_folds, validate  # noqa: E402,F401
-from converters.outputs import OutputPathError, check_output_dir  # noqa: E402
+from reproduce.table import missing_message, plan, run_table  # noqa: E402,F401 - the table mode's names, as before
 
-PROTOCOL_VERSION = 1  # bump when the scoring changes so cached fold results are recomputed
-DEFAULT_BATCH = {"adiencenet": 50, "caffenet": 25, "googlenet": 10, "vgg16": 4}  # images (x10 crops)
-PROG = "run.py"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit code 2 (handled in main)
-        raise UsageError(message)
+PROG = modes.PROG
+OVERVIEW = modes.overview()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    # allow_abbrev=False: "--demo-iter 5" must be an error, not silently "--demo-iters 5"
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sel = p.add_argument_group("what to evaluate")
-    sel.add_argument("--table", type=int, help="2 (age), 3 (gender), 4/5 (test-set swapping)")
-    sel.add_argument("--row", action="append", help="row(s): i, r, m, i,n, r,n, m,n, i,w, r,w, m,w or all")
-    sel.add_argument("--col", action="append", help="column(s): A, C, G, V (comma separated) or all")
-    sel.add_argument("--folds", default="0,1,2,3,4", help="test folds (default 0,1,2,3,4)")
-    sel.add_argument("--source", choices=("paper", "readme"), default="paper",
-                     help="paper: final snapshot (default); readme: best snapshot up to 100k iterations, "
-                          "accuracy and 1-off maximised independently (as the upstream README)")
-    sel.add_argument("--iter", type=int, help="score this snapshot iteration instead of the final one")
-    inp = p.add_argument_group("inputs")
-    inp.add_argument("--lmdb", help="folder with lmdb{,_unaligned,_mixed}/Test_fold_is_K/{age,gender}_test_lmdb")
-    inp.add_argument("--adience", help="raw Adience folder with aligned/ and faces/ (instead of --lmdb)")
-    inp.add_argument("--means", help="folder with mean_image{,_unaligned,_mixed}/Test_fold_is_K/mean.binaryproto "
-                                     "(default: the upstream mean images, fetched on demand)")
-    inp.add_argument("--weights", help="folder with <folder>/models_test_is_K/caffenet_train_iter_N.caffemodel; "
-                                       "<folder>/deploy.prototxt there replaces the upstream deploy")
-    inp.add_argument("--weights-name", default=sources.DEFAULT_WEIGHTS_NAME,
-                     help="weights file name pattern inside models_test_is_K ({iter}, {fold}, {folder}); "
-                          f"default {sources.DEFAULT_WEIGHTS_NAME}")
-    run = p.add_argument_group("running")
-    run.add_argument("--out", help="output folder (default out/table<T>)")
-    run.add_argument("--batch", type=int, help="images per forward pass, x10 crops "
-                                               "(default per net: A 50, C 25, G 10, V 4)")
-    run.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    run.add_argument("--backend", choices=("torch", "onnxruntime", "auto"), default="auto",
-                     help="inference engine: auto (default) = onnxruntime on the CPU when installed, else torch")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    misc = p.add_argument_group("other")
-    misc.add_argument("--demo", action="store_true",
-                      help="run the whole pipeline offline on generated SYNTHETIC Adience-format data")
-    misc.add_argument("--list", action="store_true", help="print every cell of Tables 2-5 and exit")
-    misc.add_argument("--fetch-assets", action="store_true", help="fetch all upstream files (prototxt/, folds/, "
-                                                                   "mean_images/) and exit")
-    misc.add_argument("--assets-mirror", help=f"folder laid out like the upstream repository, or a base URL "
-                                              f"(also ${ENV_MIRROR})")
-    misc.add_argument("--assets-dir", help=f"where the upstream files go (default: repository root; "
-                                           f"also ${ENV_ROOT})")
-    demo.add_arguments(p)
-    ex = p.add_argument_group("explain: LRP heatmaps of table cells (reproduce/explain.py)")
-    ex.add_argument("--explain", action="store_true",
-                    help="LRP heatmaps of the selected cells' fold models for --images (with --predict: "
-                         "the heatmap of the predicted class per face)")
-    ex.add_argument("--images", nargs="+", metavar="IMAGE[:LABEL]", help="images to explain (--explain)")
-    ex.add_argument("--class", dest="class_mode", default="predicted",
-                    help="class to explain: predicted (default), true (label from IMAGE:LABEL) or an index")
-    ex.add_argument("--eps", type=float, default=explain.EPS,
-                    help=f"epsilon of the InnerProduct rule (default {explain.EPS} as the upstream script; "
-                         f"the paper's text says 0.01)")
-    ex.add_argument("--lrn", choices=("taylor", "identity"), default="taylor", help="LRN rule (default taylor)")
-    ex.add_argument("--flat-mode", choices=("toolbox", "normalized"), default="toolbox",
-                    help="flat rule weights (default toolbox)")
-    ex.add_argument("--preprocess", choices=("protocol", "demonstrator"), default="protocol",
-                    help="image preprocessing (default protocol: 256x256, mean, centre crop)")
-    predict.add_predict_arguments(p)
-    train.add_train_arguments(p)
-    fetch.add_fetch_arguments(p)
-    add_study_arguments(p)   # last: adds only options the parser lacks (reuses --init, --seed, ...)
-    return p
-
-
-# ---------------------------------------------------------------------------- planning
-@dataclass
-class Job:
-    cell: grid.Cell
-    fold: int
-    iteration: int
-    weights: Path
-
-
-def readme_iterations(cell: grid.Cell, args, folds) -> list[int]:
-    """Snapshots scored for the README figure: multiples of the snapshot interval up to
-    min(final, 100k) present for every fold."""
-    limit = min(cell.final_iter, grid.readme_max_iter())
-    common = None
-    for fold in folds:
-        its = {i for i in sources.available_snapshots(args.weights, cell.folder, fold, args.weights_name)
-               if i <= limit and i % cell.snapshot_step == 0}
-        common = its if common is None else common & its
-    return sorted(common or ())
-
-
-def plan(cells, args, folds) -> tuple[list[Job], list[str]]:
-    """Jobs to run and the missing-input messages (empty when everything is there)."""
-    missing = []
-    jobs = []
-    if not args.lmdb and not args.adience:
-        missing.append("test data: neither --lmdb DIR nor --adience DIR was given")
-    elif args.lmdb:
-        absent = [sources.lmdb_path(args.lmdb, c.test, k, c.target) for c in cells for k in folds]
-        absent = [p for p in absent if not (p / "data.mdb").is_file()]
-        if absent:
-            missing.append(_listing("test LMDB", absent))
-    else:
-        for v in sorted({c.test for c in cells}):
-            d = Path(args.adience) / sources.ADIENCE_DIRS[v]
-            if not d.is_dir():
-                missing.append(f"raw Adience images: {d} does not exist (needs the Adience "
-                               f"'{sources.ADIENCE_DIRS[v]}' folder for [{v}] test images)")
-    if args.means:
-        absent = sorted({sources.mean_path(args.means, c.mean, k) for c in cells for k in folds})
-        absent = [p for p in absent if not p.is_file()]
-        if absent:
-            missing.append(_listing("mean image", absent))
-    if not args.weights:
-        missing.append("trained weights: --weights DIR was not given (DIR/<folder>/models_test_is_K/"
-                       f"{args.weights_name})")
-    else:
-        absent = []
-        for c in cells:
-            if args.source == "readme":
-                its = readme_iterations(c, args, folds)
-                if not its:
-                    absent.append(sources.weights_path(args.weights, c.folder, folds[0],
-                                                       min(c.final_iter, grid.readme_max_iter()), args.weights_name))
-                    continue
-            else:
-                its = [args.iter or c.final_iter]
-            for it in its:
-                for k in folds:
-                    w = sources.weights_path(args.weights, c.folder, k, it, args.weights_name)
-                    if w.is_file():
-                        jobs.append(Job(c, k, it, w))
-                    else:
-                        absent.append(w)
-        if absent:
-            missing.append(_listing("weights file", absent))
-    return jobs, missing
-
-
-def _listing(what: str, paths, show: int = 4) -> str:
-    paths = [str(p) for p in paths]
-    head = "\n      ".join(paths[:show])
-    more = f"\n      ... and {len(paths) - show} more" if len(paths) > show else ""
-    return f"{what}{'s' if len(paths) > 1 else ''} not found ({len(paths)}):\n      {head}{more}"
-
-
-def missing_message(cells, missing: list[str]) -> str:
-    names = ", ".join(f"{c.row} {c.col}" for c in cells)
-    lines = [f"{PROG}: cannot evaluate Table {cells[0].table} ({names}): inputs are missing", ""]
-    lines += [f"  * {m}" for m in missing]
-    lines += [
-        "",
-        "Where the inputs go and where to get them:",
-        "  * all at once: add --fetch to this command; it downloads exactly the files these cells and folds",
-        f"    need from the shares below into {fetch.default_data_dir()} (--data-dir DIR; --dry-run lists them).",
-        "  * test LMDBs (as the paper): download the LMDB archive from",
-        f"      {sources.LINKS['lmdb']}",
-        "    unpack it and pass --lmdb DIR, DIR holding lmdb/, lmdb_unaligned/ (and lmdb_mixed/) with",
-        "    Test_fold_is_K/{age,gender}_test_lmdb inside.",
-        "  * or the raw Adience faces (aligned/ and faces/ folders) from",
-        f"      {sources.LINKS['adience']}",
-        "    and pass --adience DIR (the fold lists come from the upstream folds/ files).",
-        "  * trained weights: download the model archive from",
-        f"      {sources.LINKS['weights']}",
-        "    and pass --weights DIR, DIR holding <folder>/models_test_is_K/caffenet_train_iter_N.caffemodel",
-        "    (other file names: --weights-name PATTERN with {iter}, {fold}).",
-        "  * mean images: fetched from the upstream repository unless --means DIR is given",
-        "    (DIR/mean_image{,_unaligned,_mixed}/Test_fold_is_K/mean.binaryproto).",
-    ]
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------- cache
-def _file_stamp(path) -> dict:
-    p = Path(path)
-    st = p.stat()
-    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def cache_name(job: Job) -> str:
-    c = job.cell
-    return f"{c.folder}__test-{c.test}__iter{job.iteration}__fold{job.fold}.json"
-
-
-def predictions_name(job: Job, source: str) -> str:
-    c = job.cell
-    default_test = "r" if c.train == "m" else c.train
-    name = c.folder if c.test == default_test else f"{c.folder}_vs_{c.test}"
-    if source == "readme":
-        return f"{name}_fold{job.fold}_iter{job.iteration}.csv"
-    return f"{name}_fold{job.fold}.csv"
-
-
-# ---------------------------------------------------------------------------- evaluation
-class Runner:
-    def __init__(self, args, out: Path, store: AssetStore):
-        self.args = args
-        self.out = out
-        self.store = store
-        self.images = 0
-        self.seconds = 0.0
-        self.cached = 0
-        self._deploys = {}
-
-    def deploy(self, cell) -> Path:
-        if cell.folder not in self._deploys:
-            self._deploys[cell.folder] = (sources.deploy_override(self.args.weights, cell.folder)
-                                          or self.store.deploy(cell.folder))
-        return self._deploys[cell.folder]
-
-    def mean_file(self, cell, fold) -> Path:
-        if self.args.means:
-            return sources.mean_path(self.args.means, cell.mean, fold)
-        return self.store.mean(cell.mean, fold)
-
-    def data(self, cell, fold):
-        """(samples iterator, count or None, fingerprint)."""
-        if self.args.lmdb:
-            path = sources.lmdb_path(self.args.lmdb, cell.test, fold, cell.target)
-            fetch.check_recorded(path / "data.mdb")  # a fetched LMDB must still be the downloaded one
-            return (sources.lmdb_samples(path), sources.lmdb_count(path),
-                    {"lmdb": _file_stamp(path / "data.mdb")})
-        lst = self.store.fold_list(cell.test, fold, cell.target, "test")
-        files = sources.adience_files(self.args.adience, cell.test, lst)
-        absent = [str(p) for _, _, p in files if not p.is_file()]
-        if absent:
-            raise MissingInputs(f"{len(absent)} of the {len(files)} Adience images listed in {lst} are missing, "
-                                f"e.g. {absent[0]} (get them from {sources.LINKS['adience']})")
-        return (sources.adience_samples(self.args.adience, cell.test, lst), len(files),
-                {"adience": str(Path(self.args.adience).resolve()), "list_sha256": _sha256(lst)})
-
-    def run_job(self, job: Job) -> dict:
-        cell, args = job.cell, self.args
-        deploy, mean_file = self.deploy(cell), self.mean_file(cell, job.fold)
-        samples, count, data_fp = self.data(cell, job.fold)
-        weights_sha256 = fetch.verified_sha256(job.weights)  # named in results.json; checked against a data manifest
-        fingerprint = {"protocol": PROTOCOL_VERSION, "deploy_sha256": _sha256(deploy),
-                       "weights": _file_stamp(job.weights), "mean_sha256": _sha256(mean_file),
-                       "input_size": cell.input_size, "output_blob": cell.output_blob, **data_fp}
-        cache = self.out / "cache" / cache_name(job)
-        pred_file = self.out / "predictions" / predictions_name(job, args.source)
-        if cache.is_file() and pred_file.is_file():
-            try:
-                saved = json.loads(cache.read_text(encoding="utf-8"))
-                if saved.get("fingerprint") == fingerprint:
-                    self.cached += 1
-                    return {**saved["result"], "weights_sha256": weights_sha256}
-            except (ValueError, KeyError):
-                pass  # unreadable cache entry: score again
-
-        import converters
-        from converters.formats import read_mean
-        mean = read_mean(mean_file)
-        model = converters.load_caffe(str(deploy), str(job.weights), phase="test")
-        model.eval().to(args.device)
-        model = ort_backend.for_inference(model, args.backend, args.device, outputs=[cell.output_blob])
-        batch = args.batch or DEFAULT_BATCH.get(cell.family, 10)
-        bar = _bar(count, f"{cell.folder} fold {job.fold} iter {job.iteration}", args.no_progress)
-        t0 = time.perf_counter()
-        preds = protocol.evaluate(model, samples, mean, cell.input_size, cell.output_blob, batch=batch,
-                                  device=args.device, progress=bar.update)
-        wall = time.perf_counter() - t0
-        bar.close()
-        result = protocol.fold_metrics(preds, cell.n_classes)
-        result = {"fold": job.fold, "iteration": job.iteration, **result,
-                  "seconds": round(wall, 3), "forward_seconds": round(preds.seconds, 3),
-                  "weights": str(job.weights), "weights_sha256": weights_sha256, "mean_file": str(mean_file),
-                  "deploy": str(deploy)}
-        self.images += len(preds)
-        self.seconds += wall
-        report.write_predictions(pred_file, preds)
-        report.write_json(cache, {"fingerprint": fingerprint, "result": result})
-        del model
-        return result
-
-    def run_cell(self, cell, jobs: list[Job]) -> dict:
-        by_iter = {}
-        for job in jobs:
-            by_iter.setdefault(job.iteration, []).append(self.run_job(job))
-        summaries = {it: protocol.aggregate_folds(folds) for it, folds in by_iter.items()}
-        if self.args.source == "readme":
-            best_acc = max(by_iter, key=lambda it: (summaries[it][0]["acc"], -it))
-            best_one = max(by_iter, key=lambda it: (summaries[it][0]["one_off"], -it))
-            mean, std = dict(summaries[best_acc][0]), dict(summaries[best_acc][1])
-            mean["one_off"], std["one_off"] = summaries[best_one][0]["one_off"], summaries[best_one][1]["one_off"]
-            extra = {"source": "readme", "iteration": best_acc, "iteration_one_off": best_one,
-                     "snapshots": [{"iteration": it, "mean": summaries[it][0], "std": summaries[it][1]}
-                                   for it in sorted(by_iter)]}
-            folds = by_iter[best_acc]
-        else:
-            (it, folds), = by_iter.items()
-            mean, std = summaries[it]
-            extra = {"source": "paper" if self.args.iter is None else "iteration", "iteration": it}
-        conf = {}
-        for f in folds:
-            for k, m in f["confmat"].items():
-                conf[k] = m if k not in conf else [[a + b for a, b in zip(r1, r2)] for r1, r2 in zip(conf[k], m)]
-        extra["upstream_all"] = {m: protocol.upstream_string(mean[m], std[m]) for m in ("acc", "one_off")}
-        extra["confmat"] = conf
-        return report.cell_record(cell, folds, mean, std, **extra)
-
-
-class _NoBar:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
-def _bar(total, desc, off):
-    if off:
-        return _NoBar()
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None, leave=False)
-
-
-# ---------------------------------------------------------------------------- main
-def run_explain(args) -> int:
-    """``--explain --table T --row R --col C --images ...``: heatmaps of every fold model of the cells."""
-    if args.table is None or not args.images:
-        raise UsageError("--explain needs --table, --row/--col and --images (or use it with --predict)")
-    if not args.weights:
-        raise UsageError("--explain needs --weights DIR (the trained models, upstream archive layout)")
-    try:
-        cells = grid.select(args.table, args.row, args.col)
-        store = AssetStore(args.assets_dir, args.assets_mirror, progress=False if args.no_progress else None)
-        summary = explain.explain_cells(
-            cells, args.images, args.weights, parse_folds(args.folds), args.out or "out/explain",
-            explain.parse_class_mode(args.class_mode), means_dir=args.means, store=store, eps=args.eps,
-            lrn=args.lrn, flat_mode=args.flat_mode, preprocess=args.preprocess,
-            weights_name=args.weights_name, iteration=args.iter, progress=print)
-    except explain.ExplainError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote heatmaps of {len(summary.get('cells', summary))} cell(s) to {args.out or 'out/explain'}")
-    return 0
-
-
-OVERVIEW = f"""usage: {PROG} MODE [options]   (--help lists every option)
-
-modes:
-  table    --table T [--row R] [--col C] --lmdb DIR | --adience DIR   score the paper's models (Tables 2-5)
-  list     --list                                    print every cell of Tables 2-5
-  fetch    --fetch-assets                            fetch the upstream prototxts, folds and mean images
-  demo     --demo                                    the whole pipeline offline on SYNTHETIC data
-  predict  --predict IMAGES...                       age/gender of photos with a cell's models
-  explain  --explain --images IMAGES...              LRP heatmaps of a cell's fold models
-  train    --train --table T --row R --col C ...     the paper's training runs, then their evaluation
-  study    --study NAME                              the follow-up studies (mtl2022, fusion2022)"""
+def build_parser() -> modes.DispatchParser:
+    """A parser of whole run.py command lines: ``parse_args(argv)`` picks the mode as :func:`main`
+    does and returns that mode's namespace (``args.mode`` names it)."""
+    return modes.DispatchParser(PROG)
 
 
 def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    if not list(argv):
+    argv = list(argv)
+    if not argv:
         # no mode chosen: the overview of the modes on stdout, and the usual one-line error (exit 2:
         # nothing was done)
         print(OVERVIEW)
         print(f"{PROG}: error: one of --table, --list or --fetch-assets (or another mode above) is required",
               file=sys.stderr)
         return 2
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        if args.demo:
-            return demo.main_demo(args=args)
-        if args.out:
-            # before any scoring: a bad --out must not lose the work at its last step
-            check_output_dir(args.out, "--out folder")
-        code = run_study(args)          # None for the default study (the 2017 paper's tables)
-        if code is not None:
-            return code
-        validate(args)
-        code = fetch.prepare(args)  # --fetch: download what the run needs, then --weights/--lmdb/--init point there
-        if code is not None:
-            return code
-        if args.predict:
-            return predict.run_predict(args)
-        if args.train:
-            return train.run_train(args, evaluate=run_table)
-        if args.explain:
-            return run_explain(args)
-    except (UsageError, grid.GridError, AssetError, OutputPathError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    return run_table(args)
-
-
-def run_table(args) -> int:
-    """The table mode on parsed options: score the selected cells' fold models (``--fetch-assets``
-    and ``--list`` first); 0 done, 2 bad options or missing inputs.  ``run.py --train`` calls it
-    with the training run's options to evaluate what it trained."""
+        mode, rest = modes.detect(argv)
+        args = modes.build_parser(mode, PROG).parse_args(rest)
+    except InputError as exc:
+        return report(PROG, exc)
+    except SystemExit as exc:   # --help
+        return int(exc.code or 0)
     try:
-        validate(args)
-        store = AssetStore(args.assets_dir, args.assets_mirror, progress=False if args.no_progress else None)
-        if args.fetch_assets:
-            paths = store.fetch_all()
-            print(f"{len(paths)} upstream files verified under {store.root}")
-            if args.table is None:
-                return 0
-        if args.list:
-            print(grid.format_listing((args.table,) if args.table else grid.TABLES))
-            return 0
-        if args.table is None:
-            raise UsageError("one of --table, --list or --fetch-assets is required")
-        cells = grid.select(args.table, args.row, args.col)
-        folds = parse_folds(args.folds)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except grid.GridError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except (AssetError, OutputPathError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-
-    filled = [c for c in cells if not c.empty]
-    out = Path(args.out or f"out/table{args.table}")
-    try:
-        check_output_dir(out, "output folder")
-    except OutputPathError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    records = {}
-    if filled:
-        jobs, missing = plan(filled, args, folds)
-        if missing:
-            print(missing_message(filled, missing), file=sys.stderr)
-            return 2
-        runner = Runner(args, out, store)
-        t0 = time.perf_counter()
-        try:
-            for c in filled:
-                records[c] = runner.run_cell(c, [j for j in jobs if j.cell == c])
-        except MissingInputs as exc:
-            print(f"{PROG}: {exc}", file=sys.stderr)
-            return 2
-        except (AssetError, sources.SourceError, protocol.ProtocolError) as exc:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 2
-        except Exception as exc:  # noqa: BLE001 - converter errors name the file/layer
-            from converters.formats import CaffeFormatError
-            if isinstance(exc, CaffeFormatError):
-                print(f"{PROG}: error: {exc}", file=sys.stderr)
-                return 2
-            raise
-        wall = time.perf_counter() - t0
-    all_records = [records.get(c) or report.cell_record(c) for c in cells]
-    md = report.markdown(all_records, args.source)
-    print(md)
-    if not filled:
-        print(f"\nAll selected cells of Table {args.table} are empty in the paper: nothing to evaluate.")
-        return 0
-    summary = {"images": runner.images, "seconds": round(runner.seconds, 3),
-               "images_per_s": round(runner.images / runner.seconds, 2) if runner.seconds else None,
-               "cached_fold_results": runner.cached, "wall_seconds": round(wall, 3), "device": args.device}
-    settings = {"table": args.table, "rows": sorted({c.row for c in cells}, key=grid.ROWS[args.table].index),
-                "cols": sorted({c.col for c in cells}), "folds": folds, "source": args.source, "iter": args.iter,
-                "lmdb": args.lmdb, "adience": args.adience, "means": args.means, "weights": args.weights,
-                "weights_name": args.weights_name, "batch": args.batch, "device": args.device}
-    out.mkdir(parents=True, exist_ok=True)
-    report.write_json(out / "results.json", {
-        "generated_by": "reproduce/run.py", "protocol": protocol.__doc__.strip().split("\n\n")[0],
-        "settings": settings, "summary": summary, "cells": all_records})
-    report.write_csv(out / "results.csv", all_records)
-    chart = report.bar_chart(out / "results.png", all_records)
-    notes = []
-    if folds != list(range(5)):
-        notes.append(f"only folds {','.join(map(str, folds))}: means are over these folds, the paper uses all 5")
-    if args.source == "readme":
-        notes.append("README source: best snapshot <= 100k iterations, accuracy and 1-off maximised independently")
-    for c in filled:
-        notes += [f"{c.row} {c.col}: {n}" for n in c.notes]
-    if notes:
-        print("\nNotes:\n" + "\n".join(f"* {n}" for n in notes))
-    rate = f"{summary['images_per_s']} images/s" if summary["images_per_s"] else "all fold results from the cache"
-    print(f"\nScored {runner.images} images in {runner.seconds:.1f} s ({rate}, 10 crops each, device "
-          f"{args.device}); {runner.cached} fold result(s) reused from {out / 'cache'}.")
-    print(f"Wrote {out / 'results.json'}, {out / 'results.csv'}, {out / 'predictions'}"
-          + (f", {chart}" if chart else ""))
-    return 0
+        return modes.MODES[mode].module.run(args)
+    except Exception as exc:  # noqa: BLE001 - a user error a mode let through is still one line
+        if is_input_error(exc):
+            return report(PROG, exc)
+        raise
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 
     python reproduce/run.py --table 2 --row m,w --train --lmdb DATA --init INIT [--folds 0] [--out DIR]
     python reproduce/run.py --table 3 --row i --col A --train --adience ADIENCE --iters 5000 --no-eval
-    python -m reproduce.train ...same options...   (before run.py has the --train wiring)
+    python reproduce/run.py train --table 3 --row i --col A ...   (the subcommand style, same options)
+    python -m reproduce.train ...same options...
 
 For every selected cell (deduplicated by model folder: Tables 4/5 reuse the [i]/[r] models) and
 every fold K:
@@ -34,8 +35,9 @@ every fold K:
    ``caffenet_train_curve.png`` and ``train_info.json`` (settings, deviations, flags, timings).
    A rerun resumes from the newest ``.solverstate`` (``--no-resume`` starts again at 0); a fold whose
    final snapshot exists is skipped.  Ctrl-C snapshots and exits 130; rerun to continue.
-5. unless ``--no-eval``, run.py's table evaluation scores the new final snapshots
-   (``--weights <weights>``; ``--iter N`` with ``--iters N``) and writes results.json there.
+5. unless ``--no-eval``, the table mode (:func:`reproduce.table.run_table`, called as a function
+   with the options :func:`eval_argv` prints) scores the new final snapshots (``--weights
+   <weights>``; ``--iter N`` with ``--iters N``) and writes results.json there.
 
 ``<weights>`` is ``--weights DIR`` when given, else ``<out>/weights``; ``<out>`` defaults to
 ``out/table<T>``.  With ``--adience DIR`` instead of ``--lmdb``, the train/val LMDBs are built first
@@ -69,8 +71,8 @@ import socket  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 
-from reproduce import grid, options, sources  # noqa: E402
-from reproduce.cli import OptionGroup  # noqa: E402
+from reproduce import fetch, grid, options, sources, table  # noqa: E402
+from converters.errors import InputError, is_input_error, report as report_error  # noqa: E402
 from reproduce.assets import VARIANT_SUFFIX, AssetError, AssetStore  # noqa: E402,F401
 # the upstream prototxt rewrite and the Adience LMDB building are modules of their own; their
 # names stay importable from here
@@ -92,17 +94,23 @@ QG1_FOLDER = "gender_finetuning_googlenet_mixed"
 
 
 # ---------------------------------------------------------------------------- options
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Training options of ``run.py`` (those run.py's own parser does not already have; an option another
-    module already added to the parser is used as it is)."""
-    g = OptionGroup(parser, "training (--train; see reproduce/train.py)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The train mode's options: the cells and folds, the data, where the snapshots go, how the
+    evaluation runs (the table mode's options) and the training options."""
+    options.add_cell_arguments(parser, "what to train")
+    inp = options.add_data_arguments(parser)
+    options.add_weights_arguments(inp)
+    table.add_running_arguments(parser)
+    options.add_asset_arguments(parser.add_argument_group("upstream files"))
+    fetch.add_fetch_arguments(parser)
+    g = parser.add_argument_group("training (see reproduce/train.py)")
     g.add_argument("--train", action="store_true",
                    help="train the selected cells (upstream train_val/solver, the paper's schedule) and then "
                         "evaluate them; snapshots go to --weights DIR or <out>/weights")
     g.add_argument("--init", metavar="DIR",
                    help="folder with the pretrained starting points: bvlc_reference_caffenet.caffemodel (C [*,n]), "
                         "bvlc_googlenet.caffemodel (G [*,n]), VGG_ILSVRC_16_layers.caffemodel (V [*,n]), "
-                        "dex_imdb_wiki.caffemodel (V [*,w]); scratch cells need none (with --study: a weights file)")
+                        "dex_imdb_wiki.caffemodel (V [*,w]); scratch cells need none")
     g.add_argument("--iters", type=int, metavar="N",
                    help="train N iterations instead of the paper's 50k (A, C) / 170k (G) / 125k (V), x2 for [m] "
                         "(DEVIATES from the paper); the evaluation then scores iteration N")
@@ -258,13 +266,6 @@ def write_files(job: TrainJob) -> None:
 
 
 # ---------------------------------------------------------------------------- inputs
-def _listing(what: str, paths, show: int = 4) -> str:
-    paths = [str(p) for p in paths]
-    head = "\n      ".join(paths[:show])
-    more = f"\n      ... and {len(paths) - show} more" if len(paths) > show else ""
-    return f"{what}{'s' if len(paths) > 1 else ''} not found ({len(paths)}):\n      {head}{more}"
-
-
 def check_inputs(jobs: list[TrainJob], cells, folds, args) -> tuple[list[str], set]:
     """Missing-input lines and the kinds of inputs they concern ({'lmdb', 'init', 'means', 'adience'})."""
     missing, kinds = [], set()
@@ -279,7 +280,7 @@ def check_inputs(jobs: list[TrainJob], cells, folds, args) -> tuple[list[str], s
             need += [sources.lmdb_path(args.lmdb, c.test, k, c.target) for c in cells if not c.empty for k in folds]
         absent = [p for p in dict.fromkeys(need) if not (Path(p) / "data.mdb").is_file()]
         if absent:
-            missing.append(_listing("LMDB", absent))
+            missing.append(options.listing("LMDB", absent))
             kinds.add("lmdb")
     else:
         variants = {j.variant for j in jobs} | ({c.test for c in cells if not c.empty} if not args.no_eval else set())
@@ -292,7 +293,7 @@ def check_inputs(jobs: list[TrainJob], cells, folds, args) -> tuple[list[str], s
     if args.means:
         absent = sorted({p for j in jobs for p in j.rewritten.means if not Path(p).is_file()})
         if absent:
-            missing.append(_listing("mean image", absent))
+            missing.append(options.listing("mean image", absent))
             kinds.add("means")
     absent = sorted({j.init for j in jobs if j.init is not None and not j.init.is_file()})
     if any(j.init is not None for j in jobs) and not args.init:
@@ -300,16 +301,13 @@ def check_inputs(jobs: list[TrainJob], cells, folds, args) -> tuple[list[str], s
                        + ", ".join(sorted({j.init.name for j in jobs if j.init is not None})) + ")")
         kinds.add("init")
     elif absent:
-        missing.append(_listing("starting-point file", absent))
+        missing.append(options.listing("starting-point file", absent))
         kinds.add("init")
     return missing, kinds
 
 
 def missing_message(cells, missing: list[str], kinds: set) -> str:
-    names = ", ".join(f"{c.row} {c.col}" for c in cells if not c.empty)
-    lines = [f"{PROG}: cannot train Table {cells[0].table} ({names}): inputs are missing", ""]
-    lines += [f"  * {m}" for m in missing]
-    lines += ["", "Where the inputs go and where to get them:"]
+    lines = []
     if kinds & {"lmdb", "adience"}:
         lines += [
             "  * training/validation/test LMDBs (as the paper): download the LMDB archive from",
@@ -332,7 +330,7 @@ def missing_message(cells, missing: list[str], kinds: set) -> str:
     if "means" in kinds:
         lines += ["  * mean images: DIR/mean_image{,_unaligned,_mixed}/Test_fold_is_K/mean.binaryproto for --means DIR;",
                   "    without --means the upstream mean images are fetched."]
-    return "\n".join(lines)
+    return options.missing_inputs_message(PROG, "train", [c for c in cells if not c.empty], missing, lines)
 
 
 # ---------------------------------------------------------------------------- training one fold
@@ -528,8 +526,8 @@ def validate(args) -> None:
         raise TrainError("--train needs --table (and usually --row/--col/--folds)")
     if args.iter is not None:
         raise TrainError("--iter selects a snapshot to score; with --train use --iters N for the training length")
-    for name in ("iters", "snapshot_every", "batch_size", "threads"):
-        v = getattr(args, name)
+    for name, v in (("iters", args.iters), ("snapshot_every", args.snapshot_every), ("batch_size", args.batch_size),
+                    ("threads", args.threads)):
         if v is not None and v <= 0:
             raise TrainError(f"--{name.replace('_', '-')}: expected a positive number, got {v}")
     if args.test_iter is not None and args.test_iter < 0:
@@ -539,16 +537,23 @@ def validate(args) -> None:
 
 
 def eval_argv(args, weights_root: Path, out: Path, folds) -> list[str]:
+    """The table mode's command line that scores what was trained: the training run's cells, data
+    and running options with the trained weights, the output folder, its folds and (with ``--iters``)
+    that iteration."""
     argv = ["--table", str(args.table), "--folds", ",".join(map(str, folds)), "--weights", str(weights_root),
             "--out", str(out), "--source", args.source, "--device", args.device]
     for r in args.row or []:
         argv += ["--row", r]
     for c in args.col or []:
         argv += ["--col", c]
-    for opt in ("lmdb", "adience", "means", "batch", "assets_mirror", "assets_dir"):
-        v = getattr(args, opt, None)
+    for opt, v in (("lmdb", args.lmdb), ("adience", args.adience), ("means", args.means), ("batch", args.batch),
+                   ("assets-mirror", args.assets_mirror), ("assets-dir", args.assets_dir)):
         if v is not None:
-            argv += [f"--{opt.replace('_', '-')}", str(v)]
+            argv += [f"--{opt}", str(v)]
+    if args.weights_name != sources.DEFAULT_WEIGHTS_NAME:
+        argv += ["--weights-name", args.weights_name]
+    if args.backend != "auto":
+        argv += ["--backend", args.backend]
     if args.iters is not None:
         argv += ["--iter", str(args.iters)]
     if args.no_progress:
@@ -557,28 +562,39 @@ def eval_argv(args, weights_root: Path, out: Path, folds) -> list[str]:
 
 
 def eval_args(args, weights_root: Path, out: Path, folds) -> argparse.Namespace:
-    """The table mode's options for scoring what was trained: the training run's options with the
-    trained weights, the output folder, its folds and (with ``--iters``) that iteration, as
-    :func:`eval_argv` spells them on the command line."""
-    ns = argparse.Namespace(**vars(args))
-    ns.folds = ",".join(map(str, folds))
-    ns.weights, ns.out = str(weights_root), str(out)
-    ns.iter = args.iters if args.iters is not None else None
-    ns.train = ns.fetch_assets = ns.list = False
-    return ns
+    """The table mode's options for scoring what was trained: :func:`eval_argv` read by the table
+    mode's own parser, so the evaluation is exactly the printed ``Evaluate later with`` command."""
+    from reproduce.modes import build_parser
+    return build_parser("table").parse_args(eval_argv(args, weights_root, out, folds))
+
+
+def run(args) -> int:
+    """``run.py --train`` / ``run.py train``: ``--fetch`` first, then :func:`run_train` evaluating
+    with the table mode."""
+    try:
+        if args.out:
+            from converters.outputs import check_output_dir
+            check_output_dir(args.out, "--out folder")   # before training: a bad --out must not lose the work
+        options.validate(args)
+    except InputError as exc:
+        return report_error(PROG, exc)
+    code = fetch.prepare(args)   # --fetch: the data and starting points, then --lmdb/--init point there
+    if code is not None:
+        return code
+    return run_train(args, evaluate=table.run_table)
 
 
 def run_train(args, evaluate=None) -> int:
     """``run.py --train``: train the selected cells and folds, then evaluate them with
-    ``evaluate(options)`` (run.py's table mode) unless --no-eval or no ``evaluate`` is given."""
+    ``evaluate(options)`` (the table mode's :func:`reproduce.table.run_table`) unless --no-eval or no
+    ``evaluate`` is given."""
     try:
         validate(args)
         options.validate(args)
         cells = grid.select(args.table, args.row, args.col)
         folds = options.parse_folds(args.folds)
-    except (TrainError, options.UsageError, grid.GridError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    except InputError as exc:
+        return report_error(PROG, exc)
     filled = [c for c in cells if not c.empty]
     if not filled:
         print(f"All selected cells of Table {args.table} are empty in the paper: nothing to train.")
@@ -600,9 +616,8 @@ def run_train(args, evaluate=None) -> int:
             if missing:
                 print(missing_message(filled, missing, {"adience"}), file=sys.stderr)
                 return 2
-    except (TrainError, AssetError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    except InputError as exc:
+        return report_error(PROG, exc)
 
     import torch
     threads_before = torch.get_num_threads()
@@ -621,17 +636,9 @@ def run_train(args, evaluate=None) -> int:
         print(f"{PROG}: training interrupted; the last iteration was snapshotted. Run the same command again to "
               f"resume.", file=sys.stderr)
         return 130
-    except TrainError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - format/solver errors name the file or layer
-        from converters.formats import CaffeFormatError
-        from converters.solver import SolverError
-        from converters.layers.registry import ConversionError
-        from converters.solver.data_layer import DataLayerError
-        if isinstance(exc, (CaffeFormatError, SolverError, DataLayerError, ConversionError)):
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 2
+    except Exception as exc:  # noqa: BLE001 - train/format/solver errors name the file or layer
+        if is_input_error(exc):
+            return report_error(PROG, exc)
         raise
     finally:
         torch.set_num_threads(threads_before)
@@ -671,7 +678,7 @@ def _fmt_test(t: dict) -> str:
 
 
 if __name__ == "__main__":
-    # ``python -m reproduce.train ...``: run.py with --train implied (an entry point: importing
-    # run.py here cannot form an import cycle, this module is then ``__main__``)
-    from reproduce import run
-    sys.exit(run.main(["--train", *sys.argv[1:]]))
+    # ``python -m reproduce.train ...``: ``run.py train ...`` (an entry point: importing run.py here
+    # cannot form an import cycle, this module is then ``__main__``)
+    from reproduce import run as run_py
+    sys.exit(run_py.main(["train", *sys.argv[1:]]))

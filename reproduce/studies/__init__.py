@@ -1,37 +1,52 @@
-"""The follow-up studies as ``run.py --study`` (the 2017 tables stay the default study).
+"""The follow-up studies: the ``study`` mode of ``run.py`` (``run.py --study NAME`` or ``run.py study
+NAME``; the 2017 tables are the other modes).
 
 * ``mtl2022`` (:mod:`.mtl2022`): single-task, multi-task and transfer-learning nets on Adience with
   the 2017 fold lists;
 * ``fusion2022`` (:mod:`.fusion2022`): end-to-end vs gender-specific fusion ResNets for gender, age
   group and race on FairFace and UTKFace, with per-race accuracy breakdowns.
 
-Wiring into ``reproduce/run.py``: ``add_study_arguments(parser)`` in ``build_parser``, and at the top
-of ``main`` (after parsing, after ``--demo``): ``code = run_study(args)``; ``if code is not None:
-return code``.  ``run_study`` returns None for the default study (``--study lapuschkin2017`` or no
-``--study``) so that the table code runs.  Also ``python -m reproduce.studies ...`` (run.py's options
-plus these).
-
-Options reused from run.py: ``--list``, ``--folds``, ``--row`` (the study's rows), ``--adience``,
-``--lmdb``, ``--out``, ``--batch`` (training batch), ``--device``, ``--no-progress``,
-``--assets-dir``/``--assets-mirror`` (the 2017 fold lists).
+What it owns: the study mode's options (:func:`add_arguments`: the shared ones, ``--list``,
+``--folds``, ``--row`` (the study's rows), ``--adience``, ``--lmdb``, ``--out``, ``--batch``
+(training batch), ``--device``, ``--no-progress``, ``--assets-dir``/``--assets-mirror`` (the 2017
+fold lists), and the study options of :func:`add_study_arguments`), their study defaults
+(:func:`option`, :func:`normalized`: also for callers that build their own namespace) and
+:func:`run_study`.  ``--init`` here is a weights FILE (the train mode's ``--init`` is a folder).
+Also ``python -m reproduce.studies ...``.
 """
 from __future__ import annotations
 
 import re
 import sys
 
-from reproduce.cli import OptionGroup
+from reproduce import options as shared
+from converters.errors import InputError
 
 STUDIES = ("lapuschkin2017", "mtl2022", "fusion2022")
 DEFAULT_STUDY = "lapuschkin2017"
 
 
+def add_arguments(parser) -> None:
+    """The study mode's options: what the studies share with the other modes, then the study options."""
+    g = parser.add_argument_group("what to run")
+    g.add_argument("--list", action="store_true", help="print the study's grid (its rows) and exit")
+    g.add_argument("--row", action="append", help="the study's rows (see --list), comma separated, or all")
+    g.add_argument("--folds", default=shared.ALL_FOLDS, help=f"test folds (default {shared.ALL_FOLDS})")
+    inp = parser.add_argument_group("inputs")
+    inp.add_argument("--lmdb", help="mtl2022: folder with lmdb/Test_fold_is_K/{age,gender}_{train,val,test}_lmdb")
+    inp.add_argument("--adience", help="mtl2022: raw Adience folder with aligned/ (instead of --lmdb)")
+    shared.add_asset_arguments(inp)
+    run = parser.add_argument_group("running")
+    shared.add_out_argument(run, "output folder (default out/<study>)")
+    run.add_argument("--batch", type=int, help="training batch (default: the study's)")
+    shared.add_device_argument(run)
+    shared.add_progress_argument(run)
+    add_study_arguments(parser)
+
+
 def add_study_arguments(parser) -> None:
-    """The options ``run.py`` lacks for the follow-up studies.  An option the parser already has (run.py's
-    own, or one that train.py/predict.py added: --init, --resize, --seed, --threads ...) is used as it is;
-    the study code reads every option through :func:`option`, so another module's default (None) is fine.
-    Calling it twice adds nothing the second time."""
-    g = OptionGroup(parser, "follow-up studies (--study mtl2022 | fusion2022; see reproduce/studies)")
+    """The options only the studies have (--study, the datasets, --init FILE, the training settings)."""
+    g = parser.add_argument_group("follow-up studies (--study mtl2022 | fusion2022; see reproduce/studies)")
     g.add_argument("--study", choices=STUDIES, default=None,
                    help="lapuschkin2017 (default: Tables 2-5), mtl2022 (multi-task on Adience), fusion2022 "
                         "(gender-specific fusion on FairFace/UTKFace); with --list: that study's grid")
@@ -39,7 +54,7 @@ def add_study_arguments(parser) -> None:
                                                      "and the image folders the CSVs name (train/, val/)")
     g.add_argument("--utkface", metavar="DIR", help="fusion2022: UTKFace folder with <age>_<gender>_<race>_<date>.jpg")
     g.add_argument("--init", metavar="FILE",
-                   help="with --study: mtl2022 transfer backbone weights (.caffemodel with --backbone, or a converted "
+                   help="mtl2022 transfer backbone weights (.caffemodel with --backbone, or a converted "
                         "model.pt); fusion2022 ResNet state_dict file (torchvision names) or 'scratch'")
     g.add_argument("--backbone", metavar="PROTOTXT", help="mtl2022 transfer: deploy prototxt of the --init caffemodel")
     g.add_argument("--backbone-blob", metavar="NAME",
@@ -85,7 +100,8 @@ OPTION_DEFAULTS = {"backbone_mean": "104,117,123", "backbone_scale": 1.0, "resne
 
 
 def option(args, name: str, default=None):
-    """``args.<name>``, or the study default when the option is absent or None (another module defined it)."""
+    """``args.<name>``, or the study default when the option is absent or None (the parser leaves the
+    study defaults to this, and a caller's own namespace may lack options)."""
     value = getattr(args, name, None)
     if value is None:
         return OPTION_DEFAULTS.get(name, default)
@@ -96,7 +112,7 @@ STUDY_OPTIONS = ("study", "fairface", "utkface", "init", "backbone", "backbone_b
                  "backbone_scale", "trainable_layers", "gamma", "epochs", "patience", "lr", "input_size",
                  "transfer_input_size", "resize", "arch", "resnet_width", "fold_lists", "test_crops", "limit",
                  "skip_malformed", "seed", "workers", "threads", "row", "folds", "list", "adience", "lmdb", "out",
-                 "batch", "device", "no_progress", "assets_dir", "assets_mirror", "table")
+                 "batch", "device", "no_progress", "assets_dir", "assets_mirror")
 
 
 def normalized(args):
@@ -106,16 +122,6 @@ def normalized(args):
     for name in STUDY_OPTIONS:
         setattr(ns, name, option(args, name, "cpu" if name == "device" else None))
     return ns
-
-
-def parse_folds(text: str) -> list[int]:
-    try:
-        folds = [int(x) for x in str(text).replace(";", ",").split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"--folds: expected comma separated fold numbers 0..4, got {text!r}") from None
-    if not folds or any(f not in range(5) for f in folds):
-        raise ValueError(f"--folds: folds are 0..4, got {text!r}")
-    return sorted(set(folds))
 
 
 def parse_rows(values, allowed: tuple, study: str) -> list[str]:
@@ -136,13 +142,7 @@ def parse_rows(values, allowed: tuple, study: str) -> list[str]:
 
 
 def _check_common(args) -> None:
-    dev = getattr(args, "device", "cpu")
-    if not (dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
-        raise ValueError(f"--device: expected cpu or cuda[:N], got {dev!r}")
-    if dev.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is available to torch here")
+    shared.check_device(args.device)
     for name in ("epochs", "patience", "batch", "input_size", "transfer_input_size", "resize", "limit",
                  "resnet_width"):
         v = option(args, name)
@@ -164,13 +164,27 @@ def _check_common(args) -> None:
     if len(mean) != 3:
         raise ValueError(f"--backbone-mean: expected three comma separated numbers B,G,R, "
                          f"got {option(args, 'backbone_mean')!r}")
-    if getattr(args, "table", None) is not None:
-        raise ValueError(f"--table belongs to the 2017 study; --study {args.study} has its own grid (--list)")
+
+
+def run(args) -> int:
+    """``run.py --study NAME`` / ``run.py study NAME``."""
+    if args.study is None:
+        return report_usage("run.py", "the study mode needs the study: --study mtl2022|fusion2022 "
+                                      "(run.py study NAME)")
+    if args.study == DEFAULT_STUDY:
+        return report_usage("run.py", f"{DEFAULT_STUDY} is the 2017 tables: leave --study out "
+                                      "(run.py table|train|predict|explain ...)")
+    return run_study(args)
+
+
+def report_usage(prog: str, message: str) -> int:
+    from converters.errors import report
+    return report(prog, shared.UsageError(message))
 
 
 def run_study(args, prog: str = "run.py") -> int | None:
-    """Run the study named by ``args.study``; None for the default study (the table code runs)."""
-    study = getattr(args, "study", None)
+    """Run the study named by ``args.study``; None for the default study (the 2017 tables: another mode)."""
+    study = args.study
     if study in (None, DEFAULT_STUDY):
         return None
     args = normalized(args)
@@ -178,15 +192,14 @@ def run_study(args, prog: str = "run.py") -> int | None:
         _check_common(args)
         if study == "mtl2022":
             from . import mtl2022 as mod
-            rows = parse_rows(getattr(args, "row", None), mod.ROWS, study)
         else:
             from . import fusion2022 as mod
-            rows = parse_rows(getattr(args, "row", None), mod.ROWS, study)
-        if getattr(args, "list", False):
+        rows = parse_rows(args.row, mod.ROWS, study)
+        if args.list:
             print(mod.listing())
             return 0
-        folds = parse_folds(option(args, "folds"))
-    except ValueError as exc:
+        folds = shared.parse_folds(args.folds)
+    except (ValueError, InputError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     import torch

@@ -1,30 +1,25 @@
-"""``python -m reproduce.studies --study mtl2022|fusion2022 ...``: the follow-up studies (same options as
-``run.py --study``, which is the wired entry point).  An entry point: it may import ``run.py``'s
-parser, which the study modules themselves never do (no import cycle)."""
+"""``python -m reproduce.studies --study mtl2022|fusion2022 ...``: the follow-up studies (the same
+options as ``run.py study``, which is the wired entry point).  An entry point: it may import
+``run.py``'s mode registry, which the study modules themselves never do (no import cycle)."""
 import sys
 
-from reproduce import run
-from reproduce.studies import DEFAULT_STUDY, add_study_arguments, run_study
+from converters.errors import InputError, report
+from reproduce import modes, run
 
-
-def build_parser():
-    """run.py's parser with the study options."""
-    parser = run.build_parser()
-    parser.prog = "python -m reproduce.studies"
-    add_study_arguments(parser)
-    return parser
+PROG = "python -m reproduce.studies"
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except run.UsageError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    if getattr(args, "study", None) in (None, DEFAULT_STUDY):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    mode, _ = modes.detect(argv)
+    if mode != "study":             # no --study NAME (or the 2017 default): run.py's other modes
         return run.main(argv)
-    return run_study(args, prog=parser.prog)
+    try:
+        args = modes.build_parser("study", PROG).parse_args(modes.detect(argv)[1])
+    except InputError as exc:
+        return report(PROG, exc)
+    from reproduce.studies import run_study
+    return run_study(args, prog=PROG)
 
 
 if __name__ == "__main__":

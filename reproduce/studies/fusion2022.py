@@ -403,7 +403,7 @@ def run(args, rows, folds=None, prog="run.py") -> int:
         notes.append(f"--epochs {s.epochs}: the study trains up to {st['training']['max_epochs']} epochs")
     if s.init == "scratch":
         notes.append("--init scratch: random ResNet weights (the study starts from ImageNet weights)")
-    if folds and folds != list(range(5)) and getattr(args, "folds", "0,1,2,3,4") != "0,1,2,3,4":
+    if folds and folds != list(range(5)) and args.folds != "0,1,2,3,4":
         notes.append("--folds is ignored by fusion2022 (one train/val/test split per dataset)")
     if notes:
         print("\nNotes:\n" + "\n".join(f"* {n}" for n in notes))

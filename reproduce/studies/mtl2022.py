@@ -123,7 +123,7 @@ def listing() -> str:
 # ---------------------------------------------------------------------------- inputs
 def _store(args):
     from reproduce.assets import AssetStore
-    return AssetStore(getattr(args, "assets_dir", None), getattr(args, "assets_mirror", None),
+    return AssetStore(args.assets_dir, args.assets_mirror,
                       progress=False if args.no_progress else None)
 
 
