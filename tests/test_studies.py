@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from reproduce import run
-from reproduce.studies import add_study_arguments, run_study
+from reproduce import modes, run
+from reproduce.studies import run_study
 from reproduce.studies import datasets as D
 from reproduce.studies import fusion2022, models, published
 from reproduce.studies.train_loop import (EarlyStopping, binary_loss, fit, multitask_loss, run_early_stopping,
@@ -17,10 +17,8 @@ from reproduce.studies.train_loop import (EarlyStopping, binary_loss, fit, multi
 
 
 def cli(argv):
-    """run.py's parser with the study options, as the wired run.py will run them."""
-    parser = run.build_parser()
-    add_study_arguments(parser)
-    return run_study(parser.parse_args(argv))
+    """The study mode's parser (``run.py --study ...`` / ``run.py study ...``) and run_study."""
+    return run_study(modes.build_parser("study").parse_args(argv))
 
 
 FAST = ["--epochs", "1", "--workers", "0", "--threads", "1", "--no-progress"]
@@ -393,24 +391,21 @@ def test_fusion2022_tiny_run(tmp_path, capsys):
     assert "r34.pth: not a resnet18" in capsys.readouterr().err
 
 
-def test_study_options_coexist_with_the_other_run_py_options():
-    """Whatever order run.py adds the option groups in, nothing conflicts and shared options keep
-    the other modules' defaults (None); the studies fill in their own."""
+def test_study_options_are_the_study_modes_own():
+    """The study mode's parser leaves the study settings at None and the study code fills in its own
+    (normalized); its --init is a weights FILE while the train mode's --init is a folder, and
+    run.py's flag style parses the same namespace."""
     from reproduce.studies import normalized
-    try:
-        from reproduce import train
-        extra = [train.add_train_arguments]
-    except (ImportError, AttributeError):
-        extra = []
-    for order in ([add_study_arguments, *extra], [*extra, add_study_arguments]):
-        parser = run.build_parser()
-        for add in order:
-            add(parser)
-        add_study_arguments(parser)                     # twice: no-op
-        args = parser.parse_args(["--study", "fusion2022", "--init", "x.pth", "--resize", "36"])
-        assert args.seed is None and args.init == "x.pth" and args.resize == 36
-        ns = normalized(args)
-        assert ns.seed == 0 and ns.workers == 2 and ns.resnet_width == 64 and ns.backbone_mean == "104,117,123"
+    argv = ["--study", "fusion2022", "--init", "x.pth", "--resize", "36"]
+    args = modes.build_parser("study").parse_args(argv)
+    assert args.seed is None and args.init == "x.pth" and args.resize == 36
+    ns = normalized(args)
+    assert ns.seed == 0 and ns.workers == 2 and ns.resnet_width == 64 and ns.backbone_mean == "104,117,123"
+    assert vars(run.build_parser().parse_args(argv)) == vars(args)
+    assert vars(run.build_parser().parse_args(["study", "fusion2022", *argv[2:]])) == vars(args)
+    study_init = modes.build_parser("study")._option_string_actions["--init"]
+    train_init = modes.build_parser("train")._option_string_actions["--init"]
+    assert study_init.metavar == "FILE" and train_init.metavar == "DIR"
 
 
 def test_mtl2022_from_lmdbs_with_ten_crops(adience, tmp_path, capsys):
