@@ -37,6 +37,13 @@ Outputs: a table on stdout; with ``--out DIR``: ``predictions.json`` (a list of 
 ``heatmaps/<photo>_face<i>.png`` (the centre crop beside the LRP relevance of the predicted class,
 paper composite, ``black-firered`` colours; averaged over the fold models).  Exit codes: 0 done,
 2 bad input (one line on stderr), 130 interrupted.
+
+This module is the mode: its options, the photos (listing, reading, the faces cut out and
+squashed), the batched scoring loop, the records, table and CSV, and the run.  The parts live in
+:mod:`reproduce.classify` (the nets and their means, class names, LRP of the faces; a paper cell's
+fold models come from :mod:`reproduce.cell_model` as in every mode), :mod:`reproduce.faces` (the
+SSD and Haar detectors) and :mod:`reproduce.draw` (annotated photos, heatmap pictures); their
+names are re-exported here.
 """
 from __future__ import annotations
 

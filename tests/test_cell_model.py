@@ -216,3 +216,18 @@ def test_demo_scores_its_models_through_cell_model(tmp_path, monkeypatch):
     # the demo's own layout is what cell_model resolves
     assert demo.model_folder(tmp_path, "age", "m") == weights_dir / cell.folder
     assert demo.mean_file(tmp_path, "m", 3) == sources.mean_path(tmp_path, cell.mean, 3)
+
+
+def test_the_table_runs_backend_scores_like_torch(tmp_path, tiny):
+    """``backend`` as the table run passes it: onnxruntime gives the torch net's probabilities."""
+    import torch
+    pytest.importorskip("onnxruntime")
+    from converters.ort_backend import OrtNet
+    models, means = archive(tmp_path, tiny, folds=(0,))
+    files = cell_model.resolve_cell_files(CELL, 0, models, means_dir=means, store=NoStore())
+    ort = cell_model.load_cell_files(files, backend="onnxruntime")
+    net = cell_model.load_cell_files(files)
+    assert isinstance(ort.model, OrtNet) and not isinstance(net.model, OrtNet)
+    x = torch.rand(3, 3, 227, 227) * 255 - torch.from_numpy(net.mean[:, :227, :227])
+    with torch.no_grad():
+        torch.testing.assert_close(ort.model(x), net.model(x), atol=1e-5, rtol=0)
