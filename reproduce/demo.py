@@ -173,17 +173,25 @@ def train(files: dict, progress: bool) -> dict:
             "val_accuracy": (val[-1].get("accuracy") if val else None)}
 
 
-def evaluate(files: dict, test_lmdb: Path, mean_path: Path, crop: int, n_classes: int, device: str):
-    import converters
-    from converters.formats import read_mean
+def evaluate(out: Path, target: str, variant: str, fold: int, settings: dict, device: str):
+    """Score the trained fold model of (``target``, ``variant``) with the 10-crop protocol on its
+    test LMDB ([m] models on the [r] set).  The model is loaded as every mode loads a cell's fold
+    model (:func:`reproduce.cell_model.load_cell_model`): the demo lays its files out as the paper's
+    archive (``models/<folder>/deploy.prototxt`` and ``models_test_is_K/``, ``mean_image*/``).
+    Returns (predictions, metrics, the loaded :class:`~reproduce.cell_model.CellModel`)."""
     from converters.formats.lmdb_io import iter_lmdb
-    from reproduce import protocol
+    from reproduce import cell_model, grid, protocol
 
-    model = converters.load_caffe(str(files["deploy"]), str(files["caffemodel"]), phase="test")
-    model.eval().to(device)
-    preds = protocol.evaluate(model, iter_lmdb(str(test_lmdb)), read_mean(mean_path), crop, "prob",
+    cell = grid.cell(TABLE[target], ROW[variant], "A")
+    try:
+        loaded = cell_model.load_cell_model(cell, fold, out / "models", iteration=int(settings["iters"]),
+                                            means_dir=out, device=device)
+    except cell_model.CellModelError as exc:
+        raise DemoError(str(exc)) from None
+    test_lmdb = lmdb_dir(out, TEST_VARIANT[variant], fold) / f"{target}_test_lmdb"
+    preds = protocol.evaluate(loaded.model, iter_lmdb(str(test_lmdb)), loaded.mean, settings["crop"], "prob",
                               batch=50, device=device)
-    return preds, protocol.fold_metrics(preds, n_classes)
+    return preds, protocol.fold_metrics(preds, N_CLASSES[target]), loaded
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -447,16 +455,18 @@ def _run(out: Path, folds, variants, targets, device, progress, settings) -> dic
                 t_train += info["seconds"]
                 logs[(target, variant, k)] = files["log"]
                 t0 = time.perf_counter()
-                tv = TEST_VARIANT[variant]
-                preds, metrics = evaluate(files, lmdb_dir(out, tv, k) / f"{target}_test_lmdb",
-                                          mean_file(out, variant, k), settings["crop"], N_CLASSES[target], device)
+                preds, metrics, loaded = evaluate(out, target, variant, k, settings, device)
+                if loaded.weights.resolve() != files["caffemodel"].resolve() or \
+                        loaded.deploy.resolve() != files["deploy"].resolve():   # the layouts must agree
+                    raise DemoError(f"scored {loaded.weights} with {loaded.deploy}, trained {files['caffemodel']} "
+                                    f"with {files['deploy']}")
                 t_eval += time.perf_counter() - t0
                 folder = model_folder(out, target, variant).name
                 report.write_predictions(out / "predictions" / f"{folder}_fold{k}.csv", preds)
                 results.setdefault((target, variant), []).append(
                     {"fold": k, "iteration": settings["iters"], **metrics, "train_seconds": info["seconds"],
                      "final_train_loss": info["final_loss"], "val_accuracy": info["val_accuracy"],
-                     "weights": str(files["caffemodel"]), "mean_file": str(mean_file(out, variant, k)),
+                     "weights": str(files["caffemodel"]), "mean_file": str(loaded.mean_file),
                      "deploy": str(files["deploy"])})
                 extra = f" / 1-off {100 * metrics['one_off']:.1f}" if target == "age" else ""
                 _say(progress, f"[demo] {target} {ROW[variant]} fold {k}: trained {settings['iters']} iterations "

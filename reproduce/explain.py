@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from . import sources
+from . import cell_model, sources
 from converters.errors import InputError
 
 FLAT_UPTO = {"caffenet": 0, "googlenet": 4, "vgg16": 9, "adiencenet": 0}
@@ -136,8 +135,6 @@ def explain_cells(cells, images, weights_dir, folds=(0, 1, 2, 3, 4), out_dir="ou
     lrp_toolbox quirk, as the paper's heatmaps) or "corrected" (none; ``flat_mode`` None then
     follows the variant), recorded in explain.json and every per-fold record.
     """
-    import converters
-    from converters.formats import read_mean
     from converters.lrp import explain, paper_composite, render
 
     say = progress or (lambda msg: None)
@@ -154,22 +151,14 @@ def explain_cells(cells, images, weights_dir, folds=(0, 1, 2, 3, 4), out_dir="ou
         raise ExplainError(f"folds are 0..4, got {folds}")
     jobs = []
     for cell in cells:
-        it = iteration or cell.final_iter
         for fold in folds:
-            w = sources.weights_path(weights_dir, cell.folder, fold, it, weights_name)
+            w = cell_model.weights_file(cell, fold, weights_dir, weights_name, iteration)
             if not w.is_file():
                 missing.append(str(w))
             jobs.append((cell, fold, w))
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
         raise ExplainError(f"{len(missing)} input file(s) missing: {shown}")
-
-    def get_store():
-        nonlocal store
-        if store is None:
-            from .assets import AssetStore
-            store = AssetStore(progress=False)
-        return store
 
     out = Path(out_dir)
     stems = _image_stems(images)
@@ -187,22 +176,24 @@ def explain_cells(cells, images, weights_dir, folds=(0, 1, 2, 3, 4), out_dir="ou
         slug, flat = cell_slug(cell), flat_upto_for(cell)
         composite = paper_composite(flat_upto=flat, eps=eps, beta=BETA, lrn=lrn, flat_mode=flat_mode,
                                     variant=variant)
-        deploy = sources.deploy_override(weights_dir, cell.folder) or get_store().deploy(cell.folder)
         entry = {"cell": cell.label, "folder": cell.folder, "family": cell.family, "flat_upto": flat,
-                 "deploy": str(deploy), "folds": {}}
+                 "deploy": None, "folds": {}}
         per_image: dict[str, list] = {s: [] for s in stems}
         fold_maps: dict[int, dict[str, np.ndarray]] = {}
-        for c, fold, weights in jobs:
+        for c, fold, _ in jobs:
             if c is not cell:
                 continue
-            mean_file = (sources.mean_path(means_dir, cell.mean, fold) if means_dir
-                         else get_store().mean(cell.mean, fold))
-            if not Path(mean_file).is_file():
-                raise ExplainError(f"{cell.label} fold {fold}: mean image {mean_file} not found")
-            mean = read_mean(mean_file)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = converters.load_caffe(str(deploy), str(weights), phase="test")
+            try:
+                if store is None:   # one store for all the fold models (it fetches only what is asked)
+                    from .assets import AssetStore
+                    store = AssetStore(progress=False)
+                loaded = cell_model.load_cell_model(cell, fold, weights_dir, weights_name=weights_name,
+                                                    iteration=iteration, means_dir=means_dir, store=store)
+            except cell_model.CellModelError as exc:
+                raise ExplainError(str(exc)) from None
+            model, mean, weights, mean_file, deploy = (loaded.model, loaded.mean, loaded.weights, loaded.mean_file,
+                                                       loaded.deploy)
+            entry["deploy"] = str(deploy)
             say(f"{cell.label} fold {fold}: {weights}")
             fold_entry = {"weights": str(weights), "mean": str(mean_file), "images": {}}
             fold_maps[fold] = {}

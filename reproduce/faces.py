@@ -9,6 +9,11 @@ What it owns:
   B,G,R = 104, 177, 123, no scaling, no channel swap), the net run by :mod:`converters.cvdnn`
   (OpenCV 4's semantics: detections ``[1, 1, N, 7]``), faces with a score above ``--min-confidence``
   (default 0.5, as OpenCV's sample), boxes in pixels clipped to the photo, left to right;
+* :class:`HaarFaceDetector`: OpenCV's frontal-face Haar cascade (``cv2.data.haarcascades`` +
+  :data:`HAAR_CASCADE`, nothing downloaded; OpenCV 4.x only), on a grey equalised copy scaled to
+  at most :data:`DETECT_SIDE` pixels, faces >= ``--min-face`` 30 px;
+* both enlarge every detection by ``--face-margin`` (40 %) of its width/height on each side and
+  clip it to the photo (:class:`MarginBox`);
 * which detector ``--detect-faces`` uses (:func:`make_detector`): ``--detector ssd`` (fetches the
   weights if needed), ``haar``, or ``auto`` (default: the SSD when its weights are here - fetched
   before or given with ``--detector-weights`` - else the Haar cascade, with a note).
@@ -35,6 +40,10 @@ MIN_CONFIDENCE = 0.5
 DETECTORS = ("auto", "ssd", "haar")
 CHUNK = 1 << 16
 FOLDER = "face_detector"
+FACE_MARGIN = 0.4          # fraction of the detection's width/height added on each side
+MIN_FACE = 30              # pixels, smallest face the Haar cascade looks for
+DETECT_SIDE = 1280         # larger photos are searched for Haar faces on a copy scaled to this longer side
+HAAR_CASCADE = "haarcascade_frontalface_alt2.xml"   # the default cascade gave false boxes on real photos
 
 
 class DetectorError(RuntimeError, InputError):
@@ -157,7 +166,7 @@ class SSDFaceDetector(MarginBox):
 
     name = "ssd"
 
-    def __init__(self, weights, margin: float = 0.4, min_confidence: float = MIN_CONFIDENCE, min_size: int = 1,
+    def __init__(self, weights, margin: float = FACE_MARGIN, min_confidence: float = MIN_CONFIDENCE, min_size: int = 1,
                  device: str = "cpu", prototxt=None):
         from converters import cvdnn
 
@@ -211,15 +220,63 @@ class SSDFaceDetector(MarginBox):
         return [b for b, _ in found]
 
 
-def make_detector(args, haar):
+class HaarFaceDetector(MarginBox):
+    """OpenCV's frontal-face Haar cascade (the offline fallback); boxes enlarged by ``margin`` on each side, clipped
+    (``MarginBox.crop_box``, shared with the SSD detector)."""
+
+    name = "haar"
+
+    def __init__(self, margin: float = FACE_MARGIN, min_size: int = MIN_FACE, scale_factor: float = 1.1,
+                 min_neighbors: int = 5):
+        import cv2
+        if margin < 0:
+            raise DetectorError(f"--face-margin: expected >= 0, got {margin}")
+        if not hasattr(cv2, "CascadeClassifier"):
+            # OpenCV 5 moved the Haar cascades out of the main package (into opencv-contrib's xobjdetect)
+            raise DetectorError(f"the Haar face detector needs OpenCV 4.x (installed: OpenCV {cv2.__version__}); "
+                               f"use --detector ssd")
+        path = str(Path(cv2.data.haarcascades) / HAAR_CASCADE)
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise DetectorError(f"{path}: OpenCV's face cascade cannot be loaded")
+        self.margin, self.min_size = float(margin), int(min_size)
+        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
+
+    def detect(self, img: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Raw detections (x, y, w, h) in the photo's pixels, left to right.  Photos larger than
+        DETECT_SIDE are searched on a downscaled grey copy (the boxes are scaled back)."""
+        import cv2
+        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        scale = min(1.0, DETECT_SIDE / max(grey.shape))
+        if scale < 1.0:
+            grey = cv2.resize(grey, (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))),
+                              interpolation=cv2.INTER_AREA)
+        grey = cv2.equalizeHist(grey)
+        side = max(1, int(round(self.min_size * scale)))
+        found = self.cascade.detectMultiScale(grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                                              minSize=(side, side))
+        boxes = []
+        for box in found:
+            x, y, w, h = (int(round(float(v) / scale)) for v in box)
+            w, h = min(w, img.shape[1] - x), min(h, img.shape[0] - y)
+            boxes.append((x, y, w, h))
+        return sorted(boxes, key=lambda b: (b[0], b[1]))
+
+
+def make_detector(args, haar=None):
     """The detector ``--predict`` uses, or None without ``--detect-faces`` / ``--detector``.
 
-    ``haar()`` builds the Haar-cascade detector (``reproduce.predict`` owns it).  Raises
-    DetectorError for bad options or weights that cannot be had."""
+    ``haar()`` builds the Haar-cascade detector (default: :class:`HaarFaceDetector` with
+    ``--face-margin``, ``--min-face``, ``--min-neighbors``).  Raises DetectorError for bad options
+    or weights that cannot be had."""
     choice = getattr(args, "detector", None)
     if not getattr(args, "detect_faces", False) and choice is None:
         return None
     choice = choice or "auto"
+    if haar is None:
+        def haar():
+            return HaarFaceDetector(getattr(args, "face_margin", FACE_MARGIN), getattr(args, "min_face", MIN_FACE),
+                                    min_neighbors=getattr(args, "min_neighbors", 5))
     if choice not in DETECTORS:
         raise DetectorError(f"--detector: expected one of {', '.join(DETECTORS)}, got {choice!r}")
     given = getattr(args, "detector_weights", None)
@@ -236,7 +293,7 @@ def make_detector(args, haar):
         print(f"note: face detection with the Haar cascade: the SSD face detector's weights are not in "
               f"{default_folder()} (--detector ssd fetches them once, 5.4 MB)", file=sys.stderr)
         return haar()
-    return SSDFaceDetector(weights, margin=getattr(args, "face_margin", 0.4),
+    return SSDFaceDetector(weights, margin=getattr(args, "face_margin", FACE_MARGIN),
                            min_confidence=getattr(args, "min_confidence", MIN_CONFIDENCE),
                            min_size=getattr(args, "min_face", 1) or 1, device=getattr(args, "device", "cpu"))
 

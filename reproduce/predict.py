@@ -37,12 +37,18 @@ Outputs: a table on stdout; with ``--out DIR``: ``predictions.json`` (a list of 
 ``heatmaps/<photo>_face<i>.png`` (the centre crop beside the LRP relevance of the predicted class,
 paper composite, ``black-firered`` colours; averaged over the fold models).  Exit codes: 0 done,
 2 bad input (one line on stderr), 130 interrupted.
+
+This module is the mode: its options, the photos (listing, reading, the faces cut out and
+squashed), the batched scoring loop, the records, table and CSV, and the run.  The parts live in
+:mod:`reproduce.classify` (the nets and their means, class names, LRP of the faces; a paper cell's
+fold models come from :mod:`reproduce.cell_model` as in every mode), :mod:`reproduce.faces` (the
+SSD and Haar detectors) and :mod:`reproduce.draw` (annotated photos, heatmap pictures); their
+names are re-exported here.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from converters.errors import InputError
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -62,195 +68,21 @@ import numpy as np  # noqa: E402
 
 from reproduce.cli import OptionGroup  # noqa: E402
 from reproduce import faces as face_detectors, grid, protocol, sources  # noqa: E402
-from reproduce.folds import AGE_GROUPS  # noqa: E402
+# the parts of the mode, re-exported: callers and tests use them as reproduce.predict.<name>
+from reproduce.classify import (DEFAULT_RESIZE, LABELS, Classifier, Net, PredictError,  # noqa: E402,F401
+                                cell_classifier, custom_classifier, explain_faces, load_net, parse_mean_value,
+                                read_labels, read_mean_file, select_cell)
+from reproduce.draw import annotate, black_firered, heatmap_picture  # noqa: E402,F401
+from reproduce.faces import (DETECT_SIDE, FACE_MARGIN, HAAR_CASCADE, MIN_FACE,  # noqa: E402,F401
+                             HaarFaceDetector as FaceDetector)
 
 PROG = "predict"
-FACE_MARGIN = 0.4          # fraction of the detection's width/height added on each side
-MIN_FACE = 30              # pixels, smallest face the detector looks for
-DETECT_SIDE = 1280         # larger photos are searched for faces on a copy scaled to this longer side
-HAAR_CASCADE = "haarcascade_frontalface_alt2.xml"   # the default cascade gave false boxes on real photos
-DEFAULT_RESIZE = 256       # the LMDB image size (convert_imageset --resize_height/width 256)
 DEFAULT_BATCH = 10         # faces per forward pass (x 10 crops)
-# The class names are the label indices of upstream's data preparation (spec 4.2; the age strings
-# are reproduce.folds.AGE_GROUPS).  Upstream's heatmap_drawing/synset_age.txt spells class 2
-# "(8, 13)" and synset_gender.txt has "m"/"f"; the indices agree.
-LABELS = {"age": tuple(AGE_GROUPS), "gender": ("male", "female")}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                   ".pbm", ".pnm", ".jp2", ".sr", ".ras"}
 
 
-class PredictError(ValueError, InputError):
-    """A bad input; the message is the one line shown to the user."""
-
-
-# ---------------------------------------------------------------------------- the classifier
-@dataclass
-class Net:
-    """One Caffe classifier with the mean its inputs are centred with."""
-    name: str
-    model: object
-    mean: object            # torch (C, H, W) / (C, 1, 1) float32, or None (--no-mean)
-    input_size: int
-    output_blob: str
-    deploy: str
-    weights: str
-    mean_source: str | None
-
-
-@dataclass
-class Classifier:
-    """The nets whose 10-crop probabilities are averaged, and what the classes are called."""
-    nets: list
-    labels: tuple
-    target: str | None      # "age" / "gender" when the classes are Adience's (1-off groups for age)
-    resize: tuple           # (H, W) the photo/face is squashed to before the crops
-    device: str = "cpu"
-    family: str | None = None
-    description: str = ""
-    channels_last: bool = True
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.labels)
-
-    def probabilities(self, faces: np.ndarray) -> np.ndarray:
-        """(B, C) probabilities of uint8 (B, 3, H, W) BGR faces: per net the mean of the 10 crops'
-        softmax rows, then the mean over the nets."""
-        import torch
-        x = torch.from_numpy(np.ascontiguousarray(faces)).to(self.device).to(torch.float32)
-        per_net = []
-        with torch.inference_mode():
-            for net in self.nets:
-                xi = x - net.mean if net.mean is not None else x
-                layout = torch.channels_last if self.channels_last else torch.contiguous_format
-                out = protocol.crop_outputs(net.model, xi, net.input_size, net.output_blob, layout)
-                if out.shape[2] != self.n_classes:
-                    raise PredictError(f"{net.deploy}: output blob {net.output_blob!r} has {out.shape[2]} classes, "
-                                       f"{self.n_classes} labels")
-                per_net.append(np.mean(out, axis=1, dtype=np.float32))
-        if len(per_net) == 1:
-            return per_net[0]
-        return np.mean(np.stack(per_net), axis=0, dtype=np.float32)
-
-
-def _blob_producer(net_param, blob: str):
-    producer = None
-    for layer in net_param.layer:
-        if blob in layer.top:
-            producer = layer
-    return producer
-
-
-def load_net(deploy, weights, mean, name: str, output_blob: str | None = None, input_size: int | None = None,
-             device: str = "cpu", channels_last: bool = True, mean_source: str | None = None) -> Net:
-    """A Caffe classifier: checks that it takes a 3-channel square image and ends in a Softmax."""
-    import torch
-
-    import converters
-    for what, path in (("deploy prototxt", deploy), ("caffemodel", weights)):
-        if not Path(path).is_file():
-            raise PredictError(f"{path}: {what} not found")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")     # missing weights are reported below as an error
-        model = converters.load_caffe(str(deploy), str(weights), phase="test")
-    missing = list(getattr(model, "missing_weights", ()))
-    if missing:
-        raise PredictError(f"{weights}: no weights for layer(s) {', '.join(missing)} of {deploy} "
-                           "(a caffemodel of another net?)")
-    if not model.input_names:
-        raise PredictError(f"{deploy}: the net declares no input blob")
-    shape = tuple(model.input_shapes[model.input_names[0]])
-    if len(shape) != 4 or shape[1] != 3:
-        raise PredictError(f"{deploy}: input {model.input_names[0]!r} has shape {shape}; an image classifier "
-                           "takes (N, 3, S, S) BGR crops")
-    if shape[2] != shape[3]:
-        raise PredictError(f"{deploy}: input crops are {shape[2]}x{shape[3]}; the 10-crop protocol needs square crops")
-    if input_size is not None and int(input_size) != shape[2]:
-        raise PredictError(f"{deploy}: input is {shape[2]}x{shape[3]}, the paper cell says {input_size}")
-    outputs = list(model.output_names)
-    if output_blob is None:
-        if len(outputs) == 1:
-            output_blob = outputs[0]
-        else:
-            for cand in ("prob", "loss3/loss3"):
-                if cand in outputs:
-                    output_blob = cand
-                    break
-            else:
-                raise PredictError(f"{deploy}: the net has several outputs ({', '.join(outputs)}); "
-                                   "choose the softmax with --output-blob")
-    if output_blob not in model.blob_shapes:
-        raise PredictError(f"{deploy}: the net has no blob {output_blob!r} (outputs: {', '.join(outputs)})")
-    bshape = tuple(model.blob_shapes[output_blob])
-    producer = _blob_producer(model.net_param, output_blob)
-    if len(bshape) < 2 or any(d != 1 for d in bshape[2:]) or bshape[1] < 2:
-        raise PredictError(f"{deploy}: blob {output_blob!r} has shape {bshape}: not a classifier's (N, classes) "
-                           "output")
-    if producer is None or producer.type != "Softmax":
-        kind = producer.type if producer is not None else "no"
-        raise PredictError(f"{deploy}: blob {output_blob!r} comes from a {kind} layer, not Softmax: not class "
-                           "probabilities (give the softmax blob with --output-blob)")
-    model.eval().to(device)
-    model.use_channels_last(channels_last)
-    mean_t = None
-    if mean is not None:
-        mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float32), device=device)
-    return Net(name, model, mean_t, int(shape[2]), output_blob, str(deploy), str(weights), mean_source)
-
-
-def parse_mean_value(text: str) -> np.ndarray:
-    try:
-        vals = [float(v) for v in str(text).replace(";", ",").split(",") if v.strip()]
-    except ValueError:
-        vals = []
-    if len(vals) != 3:
-        raise PredictError(f"--mean-value: expected three numbers B,G,R (BGR order, 0..255), got {text!r}")
-    return np.asarray(vals, dtype=np.float32).reshape(3, 1, 1)
-
-
-def read_mean_file(path) -> np.ndarray:
-    from converters.formats import read_mean
-    if not Path(path).is_file():
-        raise PredictError(f"{path}: mean file not found (the net was trained on mean-subtracted images; "
-                           "without the mean its probabilities are garbage)")
-    mean = read_mean(path)
-    if mean.shape[0] != 3:
-        raise PredictError(f"{path}: mean has {mean.shape[0]} channel(s), expected 3 (BGR)")
-    return mean
-
-
-def read_labels(spec: str | None, n_classes: int, guess: bool = True) -> tuple[tuple, str | None]:
-    """(names, target) for ``--labels age|gender|FILE|NAME,NAME,...`` (a file has one name per
-    line), or without ``spec``: the paper's names by the class count when ``guess`` (a paper
-    cell), else ``class 0``, ``class 1``, ... (any other classifier: a 2-class net is not
-    necessarily a gender net)."""
-    if spec in LABELS:
-        names, target = LABELS[spec], spec
-    elif spec:
-        p = Path(spec)
-        if p.is_file():
-            names = tuple(line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
-        elif "," in spec:
-            names = tuple(n.strip() for n in spec.split(","))
-            if not all(names):
-                raise PredictError(f"--labels {spec!r}: an empty name in the comma-separated list")
-        else:
-            raise PredictError(f"--labels: {spec!r} is neither age, gender, a file nor "
-                               "comma-separated names")
-        target = None
-    else:
-        target = {8: "age", 2: "gender"}.get(n_classes) if guess else None
-        names = LABELS[target] if target else tuple(f"class {i}" for i in range(n_classes))
-    if len(names) != n_classes:
-        raise PredictError(f"--labels {spec}: {len(names)} names for a net with {n_classes} classes")
-    return tuple(names), target
-
-
-def _n_classes(net: Net) -> int:
-    shape = net.model.blob_shapes[net.output_blob]
-    return int(np.prod(shape[1:]))
-
-
+# ---------------------------------------------------------------------------- the model
 def parse_folds(text) -> list[int]:
     if text is None or str(text).strip().lower() == "all":
         return [0, 1, 2, 3, 4]
@@ -263,33 +95,6 @@ def parse_folds(text) -> list[int]:
     return sorted(set(folds))
 
 
-def select_cell(table, rows, cols) -> grid.Cell:
-    """The one filled cell named by ``--table``/``--row``/``--col`` (the column may be implied)."""
-    table = int(table)
-    if table not in grid.TABLES:
-        raise PredictError(f"--table: expected 2, 3, 4 or 5, got {table}")
-    if not rows:
-        raise PredictError(f"--table {table} needs --row (one of {' '.join(grid.ROWS[table])})")
-    try:
-        rows = grid.parse_rows(rows if isinstance(rows, (list, tuple)) else [rows], table)
-        cols = grid.parse_cols(cols if isinstance(cols, (list, tuple)) else [cols], table) if cols else None
-    except grid.GridError as exc:
-        raise PredictError(str(exc)) from None
-    if len(rows) != 1:
-        raise PredictError(f"--row: predictions use one model, got rows {' '.join(rows)}")
-    if cols is not None and len(cols) != 1:
-        raise PredictError(f"--col: predictions use one model, got columns {' '.join(cols)}")
-    candidates = [grid.cell(table, rows[0], c) for c in (cols or grid.COLUMNS[table])]
-    filled = [c for c in candidates if not c.empty]
-    if not filled:
-        where = f"{rows[0]} {cols[0]}" if cols else f"row {rows[0]}"
-        raise PredictError(f"Table {table} {where} is empty in the paper: no model to predict with")
-    if len(filled) > 1:
-        raise PredictError(f"Table {table} row {rows[0]} has models in columns "
-                           f"{', '.join(c.col for c in filled)}: choose one with --col")
-    return filled[0]
-
-
 def build_classifier(args) -> Classifier:
     """The classifier described by the parsed options (paper cell or --deploy/--caffemodel)."""
     device = getattr(args, "device", "cpu") or "cpu"
@@ -300,128 +105,11 @@ def build_classifier(args) -> Classifier:
     if deploy and table is not None:
         raise PredictError("give either a paper cell (--table/--row/--col) or --deploy/--caffemodel, not both")
     if deploy or getattr(args, "caffemodel", None):
-        return _custom_classifier(args, device, channels_last, no_mean)
+        return custom_classifier(args, device, channels_last, no_mean)
     if table is None:
         raise PredictError("no model: give --table T --row R [--col C] --weights DIR (a paper cell) or "
                            "--deploy PROTOTXT --caffemodel FILE --mean FILE (any Caffe classifier)")
-    return _cell_classifier(args, device, channels_last, no_mean)
-
-
-def _custom_classifier(args, device, channels_last, no_mean) -> Classifier:
-    deploy, caffemodel = getattr(args, "deploy", None), getattr(args, "caffemodel", None)
-    if not deploy or not caffemodel:
-        raise PredictError("--deploy and --caffemodel go together (the net and its trained weights)")
-    if getattr(args, "fold", None) is not None:
-        raise PredictError("--fold selects a fold model of a paper cell (--table); not with --deploy")
-    mean_file, mean_value = getattr(args, "mean", None), getattr(args, "mean_value", None)
-    if mean_file and mean_value:
-        raise PredictError("give either --mean FILE or --mean-value B,G,R, not both")
-    resize = getattr(args, "resize", None)
-    if mean_file:
-        if no_mean:
-            raise PredictError("--no-mean contradicts --mean")
-        mean = read_mean_file(mean_file)
-        size = (int(mean.shape[1]), int(mean.shape[2]))
-        if resize is not None and (resize, resize) != size:
-            raise PredictError(f"--resize {resize}: the mean image {mean_file} is {size[0]}x{size[1]}; the full mean "
-                               "is subtracted before cropping, so images are resized to its size")
-        source = str(mean_file)
-    elif mean_value:
-        if no_mean:
-            raise PredictError("--no-mean contradicts --mean-value")
-        mean = parse_mean_value(mean_value)
-        size = (resize or DEFAULT_RESIZE,) * 2
-        source = f"per-channel BGR {','.join(f'{v:g}' for v in mean.ravel())}"
-    elif no_mean:
-        mean, source = None, None
-        size = (resize or DEFAULT_RESIZE,) * 2
-        print(f"{PROG}: warning: --no-mean: nothing is subtracted; nets trained on mean-subtracted images give "
-              "meaningless probabilities", file=sys.stderr)
-    else:
-        raise PredictError(f"no mean image for {deploy}: pass --mean mean.binaryproto (the mean the net was trained "
-                           "with) or --mean-value B,G,R; without it the probabilities are garbage (--no-mean to "
-                           "predict anyway)")
-    net = load_net(deploy, caffemodel, mean, Path(caffemodel).name, getattr(args, "output_blob", None),
-                   device=device, channels_last=channels_last, mean_source=source)
-    if net.input_size > min(size):
-        raise PredictError(f"{deploy}: crops of {net.input_size} do not fit in the {size[0]}x{size[1]} image "
-                           "(mean/--resize)")
-    labels, target = read_labels(getattr(args, "labels", None), _n_classes(net), guess=False)
-    return Classifier([net], labels, target, size, device, None,
-                      f"{deploy} + {caffemodel}, mean {source or 'none'}", channels_last)
-
-
-def _cell_classifier(args, device, channels_last, no_mean) -> Classifier:
-    for opt in ("mean", "mean_value", "output_blob", "caffemodel"):
-        if getattr(args, opt, None):
-            raise PredictError(f"--{opt.replace('_', '-')} is for --deploy models; a paper cell brings its own")
-    cell = select_cell(args.table, getattr(args, "row", None), getattr(args, "col", None))
-    folds = parse_folds(getattr(args, "fold", None))
-    weights_dir = getattr(args, "weights", None)
-    name = getattr(args, "weights_name", None) or sources.DEFAULT_WEIGHTS_NAME
-    iteration = getattr(args, "iter", None) or cell.final_iter
-    if not weights_dir:
-        raise PredictError(f"{cell.label} ({cell.folder}): --weights DIR is needed (DIR/{cell.folder}/"
-                           f"models_test_is_K/{name.format(iter=iteration, fold='K', folder=cell.folder)}; "
-                           f"model archive: {sources.LINKS['weights']})")
-    paths = [sources.weights_path(weights_dir, cell.folder, k, iteration, name) for k in folds]
-    absent = [str(p) for p in paths if not p.is_file()]
-    if absent:
-        more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
-        raise PredictError(f"{cell.label} ({cell.folder}): weights not found: {absent[0]}{more} "
-                           f"(model archive: {sources.LINKS['weights']}; other file names: --weights-name)")
-    store = None
-
-    def assets():
-        nonlocal store
-        if store is None:
-            from reproduce.assets import AssetStore
-            store = AssetStore(getattr(args, "assets_dir", None), getattr(args, "assets_mirror", None),
-                               progress=False if getattr(args, "no_progress", False) else None)
-        return store
-
-    from reproduce.assets import AssetError
-    deploy = sources.deploy_override(weights_dir, cell.folder)
-    if deploy is None:
-        try:
-            deploy = assets().deploy(cell.folder)
-        except AssetError as exc:
-            raise PredictError(f"the deploy prototxt of {cell.folder} is needed: {exc}") from None
-    nets = []
-    means_dir = getattr(args, "means", None)
-    for k, w in zip(folds, paths):
-        mean, source = None, None
-        if not no_mean:
-            if means_dir:
-                mpath = sources.mean_path(means_dir, cell.mean, k)
-                if not mpath.is_file():
-                    raise PredictError(f"{mpath}: mean image of the [{cell.mean}] variant, fold {k}, not found "
-                                       f"(needed: the models were trained on mean-subtracted images, without it the "
-                                       f"probabilities are garbage)")
-            else:
-                try:
-                    mpath = assets().mean(cell.mean, k)
-                except AssetError as exc:
-                    raise PredictError(f"the mean image of the [{cell.mean}] variant, fold {k}, is needed (without it "
-                                       f"the probabilities are garbage) and could not be obtained: {exc}; or pass "
-                                       "--means DIR") from None
-            mean, source = read_mean_file(mpath), str(mpath)
-        nets.append(load_net(deploy, w, mean, f"fold {k}", cell.output_blob, cell.input_size, device,
-                             channels_last, source))
-    if no_mean:
-        print(f"{PROG}: warning: --no-mean: the paper's models see mean-subtracted images; these probabilities are "
-              "meaningless", file=sys.stderr)
-    sizes = {tuple(n.mean.shape[1:]) for n in nets if n.mean is not None}
-    if len(sizes) > 1:
-        raise PredictError(f"the fold means of {cell.folder} have different sizes {sorted(sizes)}")
-    size = sizes.pop() if sizes else (getattr(args, "resize", None) or DEFAULT_RESIZE,) * 2
-    labels = LABELS[cell.target]
-    if _n_classes(nets[0]) != len(labels):
-        raise PredictError(f"{deploy}: {_n_classes(nets[0])} classes, the {cell.target} task has {len(labels)}")
-    fold_text = f"fold {folds[0]}" if len(folds) == 1 else f"folds {','.join(map(str, folds))} averaged"
-    desc = (f"Table {cell.table} {cell.row} {cell.col} = {cell.folder} ({cell.target}), iteration {iteration}, "
-            f"{fold_text}, mean [{cell.mean}]")
-    return Classifier(nets, labels, cell.target, size, device, cell.family, desc, channels_last)
+    return cell_classifier(args, parse_folds(getattr(args, "fold", None)), device, channels_last, no_mean)
 
 
 # ---------------------------------------------------------------------------- images and faces
@@ -525,47 +213,6 @@ def to_net_input(img: np.ndarray, size) -> np.ndarray:
     from converters.formats.images import squash
     img = squash(img, *size)
     return np.ascontiguousarray(img.transpose(2, 0, 1))
-
-
-class FaceDetector(face_detectors.MarginBox):
-    """OpenCV's frontal-face Haar cascade; boxes enlarged by ``margin`` on each side, clipped
-    (``MarginBox.crop_box``, shared with the SSD detector)."""
-
-    def __init__(self, margin: float = FACE_MARGIN, min_size: int = MIN_FACE, scale_factor: float = 1.1,
-                 min_neighbors: int = 5):
-        import cv2
-        if margin < 0:
-            raise PredictError(f"--face-margin: expected >= 0, got {margin}")
-        if not hasattr(cv2, "CascadeClassifier"):
-            # OpenCV 5 moved the Haar cascades out of the main package (into opencv-contrib's xobjdetect)
-            raise PredictError(f"the Haar face detector needs OpenCV 4.x (installed: OpenCV {cv2.__version__}); "
-                               f"use --detector ssd")
-        path = str(Path(cv2.data.haarcascades) / HAAR_CASCADE)
-        self.cascade = cv2.CascadeClassifier(path)
-        if self.cascade.empty():
-            raise PredictError(f"{path}: OpenCV's face cascade cannot be loaded")
-        self.margin, self.min_size = float(margin), int(min_size)
-        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
-
-    def detect(self, img: np.ndarray) -> list[tuple[int, int, int, int]]:
-        """Raw detections (x, y, w, h) in the photo's pixels, left to right.  Photos larger than
-        DETECT_SIDE are searched on a downscaled grey copy (the boxes are scaled back)."""
-        import cv2
-        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-        scale = min(1.0, DETECT_SIDE / max(grey.shape))
-        if scale < 1.0:
-            grey = cv2.resize(grey, (max(1, round(grey.shape[1] * scale)), max(1, round(grey.shape[0] * scale))),
-                              interpolation=cv2.INTER_AREA)
-        grey = cv2.equalizeHist(grey)
-        side = max(1, int(round(self.min_size * scale)))
-        found = self.cascade.detectMultiScale(grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                                              minSize=(side, side))
-        boxes = []
-        for box in found:
-            x, y, w, h = (int(round(float(v) / scale)) for v in box)
-            w, h = min(w, img.shape[1] - x), min(h, img.shape[0] - y)
-            boxes.append((x, y, w, h))
-        return sorted(boxes, key=lambda b: (b[0], b[1]))
 
 
 @dataclass
@@ -718,79 +365,6 @@ def write_csv(path: Path, records: list[dict], labels) -> None:
     path.write_text(buf.getvalue(), encoding="utf-8")
 
 
-# ---------------------------------------------------------------------------- pictures
-def _text(img, text, org, scale, colour=(255, 255, 255), bg=(0, 0, 0)):
-    import cv2
-    thick = max(1, int(round(scale * 2)))
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-    x, y = org
-    y = max(th + base, y)
-    x = max(0, min(x, img.shape[1] - tw - 1))
-    cv2.rectangle(img, (x, y - th - base), (x + tw + 2, y + 2), bg, -1)
-    cv2.putText(img, text, (x + 1, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA)
-
-
-def annotate(img: np.ndarray, records: list[dict]) -> np.ndarray:
-    """A copy of the photo with every face box and its label (cv2 drawing)."""
-    import cv2
-    out = img.copy()
-    h, w = out.shape[:2]
-    scale = max(0.4, min(h, w) / 500.0)
-    for r in records:
-        text = f"{r['label_name']} {r['prob']:.2f}"
-        if r["face_box"]:
-            x, y, bw, bh = r["face_box"]
-            thick = max(2, int(round(min(h, w) / 250)))
-            cv2.rectangle(out, (x, y), (x + bw - 1, y + bh - 1), (0, 255, 0), thick)
-            _text(out, text, (x, y - 4), max(0.4, min(scale, bw / 250.0)), bg=(0, 110, 0))
-        else:
-            _text(out, text, (4, 4), scale)
-    return out
-
-
-def black_firered(relevance: np.ndarray) -> np.ndarray:
-    """(H, W) relevance -> (H, W, 3) uint8 BGR in upstream's ``black-firered`` colour map, scaled by
-    max |R| (the LRP package's renderer, channels swapped for OpenCV)."""
-    from converters.lrp.render import colorize
-    return np.ascontiguousarray(colorize(relevance, "black-firered")[..., ::-1])
-
-
-def explain_faces(classifier: Classifier, faces: np.ndarray, classes) -> list[np.ndarray]:
-    """Channel-summed LRP relevance (S, S) of the true-centre crop of every face for its class,
-    paper composite, averaged over the classifier's nets (upstream compute_average_heatmaps)."""
-    import torch
-    try:
-        from converters import lrp
-    except ImportError as exc:
-        raise PredictError(f"--explain needs converters.lrp, which cannot be imported here ({exc})") from None
-    from reproduce.explain import EPS, FLAT_UPTO   # the paper recipe's settings per family, as data
-    composite = lrp.paper_composite(flat_upto=FLAT_UPTO.get(classifier.family or "", 0), eps=EPS)
-    x = torch.from_numpy(np.ascontiguousarray(faces)).to(classifier.device).to(torch.float32)
-    total = None
-    for net in classifier.nets:
-        s = net.input_size
-        oy, ox = protocol.centre_crop_offset(x.shape[2], s), protocol.centre_crop_offset(x.shape[3], s)
-        xi = x - net.mean if net.mean is not None else x
-        crop = xi[:, :, oy:oy + s, ox:ox + s].contiguous()
-        rel = lrp.explain(net.model, crop, [int(c) for c in classes], composite).relevance
-        rel = rel.detach().float().sum(1).cpu().numpy()
-        total = rel if total is None else total + rel
-    total /= len(classifier.nets)
-    return list(total)
-
-
-def heatmap_picture(face: np.ndarray, relevance: np.ndarray, caption: str) -> np.ndarray:
-    """The centre crop beside its heatmap, with the caption."""
-    s = relevance.shape[0]
-    h, w = face.shape[1:]
-    oy, ox = protocol.centre_crop_offset(h, s), protocol.centre_crop_offset(w, s)
-    crop = np.ascontiguousarray(face[:, oy:oy + s, ox:ox + s].transpose(1, 2, 0))
-    pic = np.concatenate([crop, np.full((s, 4, 3), 255, np.uint8), black_firered(relevance)], axis=1)
-    pic = np.ascontiguousarray(pic)
-    _text(pic, caption, (2, 2), 0.45)
-    return pic
-
-
 # ---------------------------------------------------------------------------- command line
 def add_predict_arguments(parser) -> None:
     """The predict options (``run.py --predict``).  Options the parser already has (run.py's
@@ -885,10 +459,8 @@ def predict(args, defer_explain: bool = False) -> tuple[list[dict], dict]:
         except ImportError as exc:
             raise PredictError(f"--explain needs converters.lrp, which cannot be imported here ({exc})") from None
     paths = list_images(inputs, exclude=out)
-    try:    # --detector ssd / haar / auto (reproduce.faces); the Haar cascade is FaceDetector
-        detector = face_detectors.make_detector(args, lambda: FaceDetector(
-            getattr(args, "face_margin", FACE_MARGIN), getattr(args, "min_face", MIN_FACE),
-            min_neighbors=getattr(args, "min_neighbors", 5)))
+    try:    # --detector ssd / haar / auto (reproduce.faces)
+        detector = face_detectors.make_detector(args)
     except face_detectors.DetectorError as exc:
         raise PredictError(str(exc)) from None
     t0 = time.perf_counter()
