@@ -69,11 +69,11 @@ class Parser(argparse.ArgumentParser):
     def parse_args(self, args=None, namespace=None):
         ns, extras = self.parse_known_args(args, namespace)
         if extras:
-            self.error(unrecognized(extras, self.mode))
+            self.error(unrecognized(extras, self.mode, self.prog))
         return ns
 
 
-def unrecognized(extras: list[str], mode: str | None) -> str:
+def unrecognized(extras: list[str], mode: str | None, prog: str | None = None) -> str:
     """argparse's "unrecognized arguments" line, plus which modes declare the first option of them."""
     text = f"unrecognized arguments: {' '.join(extras)}"
     for token in extras:
@@ -83,7 +83,7 @@ def unrecognized(extras: list[str], mode: str | None) -> str:
         owners = [m for m in owners_of(option) if m != mode]
         if owners:
             return (f"{text} ({option} is an option of the {', '.join(owners)} mode{'s' if len(owners) > 1 else ''}"
-                    f", not of {mode or 'this mode'}; {PROG} {mode} --help lists its options)")
+                    f", not of {mode or 'this mode'}; {prog or PROG} --help lists its options)")
         break
     return text
 
@@ -118,7 +118,8 @@ def build_parser(mode: str, prog: str = PROG) -> Parser:
     m = MODES[mode]
     base = next(x for x in MODES.values() if x.module_name == m.module_name)   # list/fetch -> table
     doc = (m.module.__doc__ or "").strip().split("\n\n")[0]
-    parser = Parser(prog=f"{prog} {base.name}", description=doc, mode=base.name)
+    # run.py's modes are "run.py MODE"; a module's own entry point (python -m reproduce.predict) keeps its name
+    parser = Parser(prog=f"{prog} {base.name}" if prog == PROG else prog, description=doc, mode=base.name)
     m.module.add_arguments(parser)
     parser.set_defaults(mode=base.name)
     return parser

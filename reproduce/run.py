@@ -44,6 +44,9 @@ def main(argv=None) -> int:
         print(f"{PROG}: error: one of --table, --list or --fetch-assets (or another mode above) is required",
               file=sys.stderr)
         return 2
+    if argv in (["-h"], ["--help"]):   # the modes; each mode's options: run.py MODE --help
+        print(OVERVIEW)
+        return 0
     try:
         mode, rest = modes.detect(argv)
         args = modes.build_parser(mode, PROG).parse_args(rest)

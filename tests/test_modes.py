@@ -102,6 +102,12 @@ def test_mode_help_lists_the_modes_options(mode, capsys):
         assert option in out
 
 
+def test_help_alone_is_the_overview_of_the_modes(capsys):
+    assert run.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out == run.OVERVIEW + "\n" and "run.py MODE --help" in out
+
+
 def test_flag_style_help_is_the_modes_help(capsys):
     assert run.main(["--train", "--help"]) == 0
     assert capsys.readouterr().out.startswith("usage: run.py train ")
