@@ -507,8 +507,10 @@ def _run(out: Path, folds, variants, targets, device, progress, settings) -> dic
 
 
 def add_arguments(parser) -> None:
-    """The demo's options (also used by ``run.py --demo``)."""
+    """The demo mode's options (``run.py --demo`` / ``run.py demo`` / ``python -m reproduce.demo``)."""
+    from reproduce import options
     g = parser.add_argument_group("demo (SYNTHETIC data, offline)")
+    g.add_argument("--demo", action="store_true", help="this mode (the flag style's mode flag)")
     g.add_argument("--demo-out", default=None,
                    help="output folder of the demo (default: --out, else out/demo); an earlier demo "
                         "run's files there are replaced")
@@ -517,47 +519,45 @@ def add_arguments(parser) -> None:
                    help=f"training iterations per fold and target (default {DEFAULTS['iters']})")
     g.add_argument("--demo-variants", default="i", help="any of i, r, m (default i)")
     g.add_argument("--demo-seed", type=int, default=DEFAULTS["seed"], help="seed of data, splits and training")
+    options.add_out_argument(g, "the same as --demo-out")
+    options.add_device_argument(g)
+    options.add_progress_argument(g)
 
 
 def main_demo(argv=None, args=None) -> int:
-    """Entry point for ``run.py --demo``: pass ``argv`` (demo options only) or parsed ``args``."""
-    import argparse
-
+    """``python -m reproduce.demo``: pass ``argv`` (the demo mode's options) or parsed ``args``."""
+    from converters.errors import InputError, report
+    from reproduce.modes import build_parser
     if args is None:
-        parser = argparse.ArgumentParser(prog="python -m reproduce.demo", description=__doc__.split("\n\n")[0])
-        add_arguments(parser)
-        parser.add_argument("--device", default="cpu")
-        parser.add_argument("--no-progress", action="store_true")
-        args = parser.parse_args(argv)
+        try:
+            args = build_parser("demo", "python -m reproduce.demo").parse_args(argv)
+        except InputError as exc:
+            return report("demo", exc)
+        except SystemExit as exc:   # --help
+            return int(exc.code or 0)
+    return run(args)
+
+
+def run(args) -> int:
+    """The demo on the demo mode's parsed options; 0 done, 2 bad options (one line)."""
+    from converters.errors import InputError, report
+    from converters.outputs import check_output_dir
+    from reproduce import options
     try:
-        folds = [int(k) for k in str(args.demo_folds).split(",") if k.strip()]
-        if not folds or any(not 0 <= k <= 4 for k in folds):
-            raise ValueError
-    except ValueError:
-        print(f"demo: error: --demo-folds must be comma-separated fold numbers 0..4, got {args.demo_folds!r}",
-              file=sys.stderr)
-        return 2
-    out, other = args.demo_out, getattr(args, "out", None)
-    if out and other and Path(out) != Path(other):
-        print(f"demo: error: --demo-out {out} and --out {other} disagree; give one of them", file=sys.stderr)
-        return 2
-    out = out or other or "out/demo"
-    args.demo_out = out
-    from converters.outputs import OutputPathError, check_output_dir
-    try:
+        folds = options.parse_folds(args.demo_folds, "--demo-folds")
+        out = args.demo_out
+        if out and args.out and Path(out) != Path(args.out):
+            raise options.UsageError(f"--demo-out {out} and --out {args.out} disagree; give one of them")
+        out = out or args.out or "out/demo"
+        args.demo_out = out
         check_output_dir(out, "demo output folder")
-    except OutputPathError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return 2
-    quiet = getattr(args, "no_progress", False)
-    try:
-        data = run_demo(out, folds=folds, iters=args.demo_iters, device=getattr(args, "device", "cpu"),
-                        progress=not quiet, variants=tuple(c for c in args.demo_variants if c not in ", "),
+        options.check_device(args.device)
+        data = run_demo(out, folds=folds, iters=args.demo_iters, device=args.device,
+                        progress=not args.no_progress, variants=tuple(c for c in args.demo_variants if c not in ", "),
                         seed=args.demo_seed)
-    except DemoError as exc:
-        print(f"demo: error: {exc}", file=sys.stderr)
-        return 2
-    if quiet:
+    except InputError as exc:
+        return report("demo", exc)
+    if args.no_progress:
         print(markdown(data["cells"], data["settings"]))
         seconds = data["summary"]["seconds"]["total"]
         print(f"\n[demo] total {seconds:.1f} s; wrote {Path(args.demo_out) / 'results.json'}")

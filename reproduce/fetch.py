@@ -230,7 +230,7 @@ def needs_of(args) -> Needs:
         raise FetchError(f"--fetch needs --table (and --row/--col) to know which {what} to download")
     try:
         if mode == "predict":
-            from .predict import PredictError, select_cell
+            from .classify import PredictError, select_cell
             try:
                 cells = [select_cell(args.table, args.row, args.col)]
             except PredictError as exc:
@@ -247,14 +247,14 @@ def needs_of(args) -> Needs:
             weights[c.folder] = (folds, it)
     if mode in ("table", "train") and not args.lmdb and not args.adience:
         if mode == "train":
-            from .train import training_variant
+            from .upstream_rewrite import training_variant
             for c in cells:
                 v = training_variant(c, args.q_g1)
                 lmdbs += [(v, k, c.target, split) for k in folds for split in ("train", "val")]
         if mode == "table" or not args.no_eval:
             lmdbs += [(c.test, k, c.target, "test") for c in cells for k in folds]
     if mode == "train" and not args.init:
-        from .train import TrainError, init_file
+        from .upstream_rewrite import TrainError, init_file
         try:
             inits = sorted({n for n in (init_file(c) for c in cells) if n})
         except TrainError as exc:

@@ -4,6 +4,7 @@
     python reproduce/run.py --predict PHOTO_OR_FOLDER --table 2 --row m,w --weights MODELS [--fold K]
     python reproduce/run.py --predict PHOTO_OR_FOLDER --deploy D.prototxt --caffemodel W.caffemodel \\
         --mean mean.binaryproto [--labels age|gender|FILE] [--output-blob prob]
+    python reproduce/run.py predict PHOTO_OR_FOLDER ...   (the subcommand style, the same options)
     python -m reproduce.predict ...   (the same options; images may also be given as positionals)
 
 Model: a paper cell (``--table 2|3 --row R [--col C]``; weights ``DIR/<folder>/models_test_is_K/
@@ -53,7 +54,6 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import csv  # noqa: E402
 import io  # noqa: E402
@@ -66,8 +66,8 @@ from dataclasses import dataclass  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from reproduce.cli import OptionGroup  # noqa: E402
-from reproduce import faces as face_detectors, grid, protocol, sources  # noqa: E402
+from reproduce import faces as face_detectors, options  # noqa: E402
+from converters.errors import is_input_error, report  # noqa: E402
 # the parts of the mode, re-exported: callers and tests use them as reproduce.predict.<name>
 from reproduce.classify import (DEFAULT_RESIZE, LABELS, Classifier, Net, PredictError,  # noqa: E402,F401
                                 cell_classifier, custom_classifier, explain_faces, load_net, parse_mean_value,
@@ -84,15 +84,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tif
 
 # ---------------------------------------------------------------------------- the model
 def parse_folds(text) -> list[int]:
-    if text is None or str(text).strip().lower() == "all":
-        return [0, 1, 2, 3, 4]
-    try:
-        folds = [int(v) for v in str(text).replace(";", ",").split(",") if v.strip()]
-    except ValueError:
-        folds = []
-    if not folds or any(k not in range(5) for k in folds):
-        raise PredictError(f"--fold: expected a fold 0..4, a list like 0,3, or all; got {text!r}")
-    return sorted(set(folds))
+    """``--fold``: one fold model, a list, or all (None) = the five fold models."""
+    return options.parse_folds(text, "--fold", allow_all=True)
 
 
 def build_classifier(args) -> Classifier:
@@ -366,11 +359,19 @@ def write_csv(path: Path, records: list[dict], labels) -> None:
 
 
 # ---------------------------------------------------------------------------- command line
-def add_predict_arguments(parser) -> None:
-    """The predict options (``run.py --predict``).  Options the parser already has (run.py's
-    --table/--row/--col/--weights/--means/--out/--batch/--device ...) are used as they are."""
-    add = OptionGroup(parser, "predict: age or gender of your own photos").add_argument
+def add_arguments(parser) -> None:
+    """The predict mode's options: the images (positionals or ``--predict``), :func:`add_predict_arguments`
+    and ``--fetch`` (the paper cell's fold models)."""
+    parser.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER", help="photos or folders (also --predict)")
+    add_predict_arguments(parser)
+    from reproduce import fetch
+    fetch.add_fetch_arguments(parser)
 
+
+def add_predict_arguments(parser) -> None:
+    """The predict options (every option :func:`predict` reads; ``parser`` may be any argparse parser)."""
+    g = parser.add_argument_group("predict: age or gender of your own photos")
+    add = g.add_argument
     add("--predict", nargs="+", metavar="IMAGE_OR_FOLDER",
         help="photos and/or folders of photos (searched recursively) to predict")
     add("--table", type=int, help="paper cell: 2 (age) or 3 (gender); 4/5 name the same models")
@@ -379,12 +380,9 @@ def add_predict_arguments(parser) -> None:
     add("--fold", default=None, help="fold model K (0..4), a list (0,3), or all = the 5 fold models' "
                                      "probabilities averaged (default)")
     add("--iter", type=int, help="snapshot iteration (default: the paper's final one)")
-    add("--weights", help="model archive folder: <folder>/models_test_is_K/caffenet_train_iter_N.caffemodel")
-    add("--weights-name", default=sources.DEFAULT_WEIGHTS_NAME, help="weights file name pattern")
-    add("--means", help="folder with mean_image{,_unaligned,_mixed}/Test_fold_is_K/mean.binaryproto "
-                        "(default: the upstream mean images, fetched on demand)")
-    add("--assets-mirror", help="folder or URL laid out like the upstream repository")
-    add("--assets-dir", help="where fetched upstream files go")
+    options.add_weights_arguments(g)
+    options.add_means_argument(g)
+    options.add_asset_arguments(g)
     add("--deploy", help="any Caffe classifier: its deploy prototxt")
     add("--caffemodel", help="... its trained weights")
     add("--mean", help="... the mean.binaryproto it was trained with (images are resized to its size)")
@@ -401,10 +399,10 @@ def add_predict_arguments(parser) -> None:
     face_detectors.add_detector_arguments(add)
     add("--explain", action="store_true", help="LRP heatmap of the predicted class per face (needs --out)")
     add("--contiguous", action="store_true", help="run the net in NCHW instead of channels-last memory layout")
-    add("--out", help="folder for predictions.json/.csv, annotated/ and heatmaps/")
+    options.add_out_argument(g, "folder for predictions.json/.csv, annotated/ and heatmaps/")
     add("--batch", type=int, help=f"faces per forward pass, x10 crops (default {DEFAULT_BATCH})")
-    add("--device", default="cpu", help="cpu or cuda[:N]")
-    add("--no-progress", action="store_true", help="no progress bar")
+    options.add_device_argument(g)
+    options.add_progress_argument(g)
 
 
 def _unique_name(stem: str, used: set) -> str:
@@ -416,19 +414,8 @@ def _unique_name(stem: str, used: set) -> str:
     return name
 
 
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def close(self):
-        pass
-
-
 def _progress(total: int, off: bool):
-    if off:
-        return _NoBar()
-    from tqdm import tqdm
-    return tqdm(total=total, desc="predict", unit="img", file=sys.stderr, disable=None, leave=False)
+    return options.progress_bar(total, "predict", off)
 
 
 def predict(args, defer_explain: bool = False) -> tuple[list[dict], dict]:
@@ -551,20 +538,33 @@ def predict(args, defer_explain: bool = False) -> tuple[list[dict], dict]:
     return records, summary
 
 
+def run(args, prog: str = "run.py") -> int:
+    """``run.py --predict`` / ``run.py predict`` (and ``python -m reproduce.predict``): the option
+    checks, ``--fetch`` (the paper cell's fold models), then :func:`run_predict`."""
+    try:
+        options.check_device(args.device)
+        if args.iter is not None and args.iter <= 0:
+            raise options.UsageError(f"--iter: expected a positive iteration, got {args.iter}")
+    except options.UsageError as exc:
+        return report(prog, exc)
+    from reproduce import fetch
+    code = fetch.prepare(args)   # --fetch: the cell's fold models, then --weights points there
+    if code is not None:
+        return code
+    return run_predict(args)
+
+
 def run_predict(args) -> int:
-    """Entry point for ``run.py --predict`` (parsed options); prints the table, returns the exit code."""
+    """The prediction on parsed options; prints the table, returns the exit code (2: one line for
+    an input error)."""
     try:
         records, summary = predict(args, defer_explain=True)
-    except PredictError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - format/converter/asset errors name the file or layer
-        if _is_input_error(exc):
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
-            return 2
+    except Exception as exc:  # noqa: BLE001 - predict/format/converter/asset errors name the file or layer
+        if is_input_error(exc):
+            return report(PROG, exc)
         raise
     print(f"Model: {summary['model']}")
     print(format_table(records, summary["target"]))
@@ -573,7 +573,7 @@ def run_predict(args) -> int:
           f"({rate:.2f} images/s, {summary['faces_per_s'] or 0.0:.2f} faces/s, "
           f"10 crops x {summary['nets']} net(s) each, "
           f"batch {summary['batch']}, {summary['device']}; model loading {summary['load_seconds']:.1f} s)")
-    out = getattr(args, "out", None)
+    out = args.out
     if out:
         print(f"Wrote {Path(out) / 'predictions.json'}, predictions.csv, annotated/", flush=True)
     heatmaps = summary.pop("write_heatmaps", None)
@@ -588,40 +588,21 @@ def run_predict(args) -> int:
     return 0
 
 
-def _is_input_error(exc) -> bool:
-    from reproduce.assets import AssetError
-    kinds = [AssetError, sources.SourceError, grid.GridError, protocol.ProtocolError]
-    try:
-        from converters.formats import CaffeFormatError
-        kinds.append(CaffeFormatError)
-        from converters import ConversionError
-        kinds.append(ConversionError)
-    except ImportError:
-        pass
-    return isinstance(exc, tuple(kinds))
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m reproduce.predict", description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER", help="photos or folders (also --predict)")
-    add_predict_arguments(p)
-    return p
+def build_parser():
+    """The predict mode's parser (``python -m reproduce.predict``; ``run.py predict`` has the same)."""
+    from reproduce.modes import build_parser as mode_parser
+    return mode_parser("predict", "python -m reproduce.predict")
 
 
 def main_predict(argv=None) -> int:
     """``python -m reproduce.predict [IMAGE_OR_FOLDER ...] [options]``."""
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as exc:
+    except options.UsageError as exc:
+        return report(PROG, exc)
+    except SystemExit as exc:   # --help
         return int(exc.code or 0)
-    return run_predict(args)
+    return run(args, PROG)
 
 
 if __name__ == "__main__":

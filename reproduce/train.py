@@ -76,8 +76,9 @@ from converters.errors import InputError, is_input_error, report as report_error
 from reproduce.assets import VARIANT_SUFFIX, AssetError, AssetStore  # noqa: E402,F401
 # the upstream prototxt rewrite and the Adience LMDB building are modules of their own; their
 # names stay importable from here
-from reproduce.upstream_rewrite import (SNAPSHOT_PREFIX, SUFFIX_VARIANT, Rewritten, TrainError,  # noqa: E402,F401
-                                        lmdb_dir, rewrite_solver, rewrite_train_val)
+from reproduce.upstream_rewrite import (INIT_FILES, QG1_FOLDER, SNAPSHOT_PREFIX, SUFFIX_VARIANT,  # noqa: E402,F401
+                                        Rewritten, TrainError, init_file, lmdb_dir, rewrite_solver,
+                                        rewrite_train_val, training_variant)
 from reproduce.adience_lmdb import COARSE, LANDMARK, adience_image, build_adience_lmdbs  # noqa: E402,F401
 
 PROG = "run.py"
@@ -85,12 +86,6 @@ PROG = "run.py"
 # spec 3.2: (final iteration, snapshot interval) per family; x2 iterations for [m]
 SCHEDULE = {"adiencenet": (50_000, 1_000), "caffenet": (50_000, 1_000), "googlenet": (170_000, 1_000),
             "vgg16": (125_000, 2_500)}
-# spec 3.3: starting points of the upstream training scripts (``--weights ./startingpoint/<file>``)
-INIT_FILES = {("imagenet", "caffenet"): "bvlc_reference_caffenet.caffemodel",
-              ("imagenet", "googlenet"): "bvlc_googlenet.caffemodel",
-              ("imagenet", "vgg16"): "VGG_ILSVRC_16_layers.caffemodel",
-              ("imdbwiki", "vgg16"): "dex_imdb_wiki.caffemodel"}
-QG1_FOLDER = "gender_finetuning_googlenet_mixed"
 
 
 # ---------------------------------------------------------------------------- options
@@ -150,23 +145,6 @@ def effective_schedule(cell, iters: int | None = None, snapshot_every: int | Non
     if snapshot_every is not None:
         step = int(snapshot_every)
     return max_iter, step
-
-
-def init_file(cell) -> str | None:
-    """File name of the pretrained starting point of a cell (None for training from scratch)."""
-    if cell.init == "scratch":
-        return None
-    try:
-        return INIT_FILES[(cell.init, cell.family)]
-    except KeyError:
-        raise TrainError(f"{cell.label}: no starting point known for init {cell.init!r} of {cell.family}") from None
-
-
-def training_variant(cell, q_g1: str = "mixed") -> str:
-    """Data variant a cell's model is trained on (Q-G1: the committed [m,n] G gender file says [r])."""
-    if cell.folder == QG1_FOLDER and q_g1 == "committed":
-        return "r"
-    return cell.train
 
 
 # ---------------------------------------------------------------------------- planning

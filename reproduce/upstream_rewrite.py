@@ -3,7 +3,9 @@
 What it owns: mapping the upstream ``source:``/``mean_file:`` paths of a train_val prototxt to the
 local LMDBs and means (fold and data variant checked against the file), the test batch size, and the
 solver prototxt's schedule and snapshot fields -- line by line, so everything else in the files
-stays byte-identical.  :class:`TrainError` is the training mode's user error.
+stays byte-identical; and what the upstream training setup says per cell: its starting point
+(:func:`init_file`) and the data it is trained on (:func:`training_variant`, quirk Q-G1), which
+``--fetch`` needs too.  :class:`TrainError` is the training mode's user error.
 """
 from __future__ import annotations
 
@@ -15,6 +17,12 @@ from typing import Callable
 from reproduce.assets import VARIANT_SUFFIX
 from converters.errors import InputError
 
+# spec 3.3: starting points of the upstream training scripts (``--weights ./startingpoint/<file>``)
+INIT_FILES = {("imagenet", "caffenet"): "bvlc_reference_caffenet.caffemodel",
+              ("imagenet", "googlenet"): "bvlc_googlenet.caffemodel",
+              ("imagenet", "vgg16"): "VGG_ILSVRC_16_layers.caffemodel",
+              ("imdbwiki", "vgg16"): "dex_imdb_wiki.caffemodel"}
+QG1_FOLDER = "gender_finetuning_googlenet_mixed"
 SUFFIX_VARIANT = {v: k for k, v in VARIANT_SUFFIX.items()}
 SNAPSHOT_PREFIX = "caffenet_train"     # the upstream solvers' snapshot_prefix file part
 
@@ -142,3 +150,21 @@ def rewrite_solver(text: str, *, file, net: str, max_iter: int, snapshot: int, t
             changes.append(f"{fld}: (unset) -> {repl[fld]}")
     header = [f"# {file}, rewritten by reproduce/train.py:"] + [f"#   {c}" for c in changes]
     return "\n".join(header + lines) + "\n", changes
+
+
+# ---------------------------------------------------------------------------- the upstream training setup
+def init_file(cell) -> str | None:
+    """File name of the pretrained starting point of a cell (None for training from scratch)."""
+    if cell.init == "scratch":
+        return None
+    try:
+        return INIT_FILES[(cell.init, cell.family)]
+    except KeyError:
+        raise TrainError(f"{cell.label}: no starting point known for init {cell.init!r} of {cell.family}") from None
+
+
+def training_variant(cell, q_g1: str = "mixed") -> str:
+    """Data variant a cell's model is trained on (Q-G1: the committed [m,n] G gender file says [r])."""
+    if cell.folder == QG1_FOLDER and q_g1 == "committed":
+        return "r"
+    return cell.train

@@ -384,12 +384,11 @@ def test_bad_inputs_exit_2_with_one_line(case, proto, fold0_pngs, tmp_path, caps
 
 # ---------------------------------------------------------------------------- run.py wiring
 def test_arguments_merge_into_run_py_parser(proto, fold0_pngs):
-    """``predict.add_predict_arguments(run.build_parser())`` must not clash with run.py's options."""
+    """run.py's parser reads a --predict command line with the predict mode's own options."""
     from reproduce import run as run_py
     d, _ = proto
     folder, _ = fold0_pngs
     p = run_py.build_parser()
-    predict.add_predict_arguments(p)
     args = p.parse_args(["--predict", str(folder / "gender"), "--table", "3", "--row", "i", "--col", "A",
                          "--weights", str(d / "models"), "--weights-name", "weights.caffemodel", "--means", str(d),
                          "--fold", "0", "--batch", "2", "--no-progress"])
