@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 from pathlib import Path
 
 from reproduce import sources
+from reproduce.options import progress_bar
 from reproduce.upstream_rewrite import _LMDB
 
 LANDMARK, COARSE = "landmark_aligned_face", "coarse_tilt_aligned_face"
@@ -59,9 +59,8 @@ def build_adience_lmdbs(jobs: list, args, store, data_root: Path, progress: bool
     for path, target, split, variant, fold in todo:
         entries = list(lists[path])
         random.Random(f"{variant}/{fold}/{target}/{split}").shuffle(entries)
-        from tqdm import tqdm
-        bar = tqdm(total=len(entries), desc=f"LMDB {path.parent.parent.name}/{path.parent.name}/{path.name}",
-                   unit="img", file=sys.stderr, disable=True if not progress else None, leave=False)
+        bar = progress_bar(len(entries), f"LMDB {path.parent.parent.name}/{path.parent.name}/{path.name}",
+                           off=not progress)
 
         def items():
             for i, (rel, label) in enumerate(entries):

@@ -150,12 +150,16 @@ def listing(what: str, paths, show: int = 4) -> str:
     return f"{what}{'s' if len(paths) > 1 else ''} not found ({len(paths)}):\n      {head}{more}"
 
 
-def missing_inputs_message(prog: str, doing: str, cells, missing: list[str], where: list[str]) -> str:
-    """The several-line report of a run refused for absent inputs: what cannot be done (``doing``
-    Table T (cells)), one bullet per missing input, then ``where`` (lines saying where the inputs
-    go and where to get them)."""
-    names = ", ".join(f"{c.row} {c.col}" for c in cells)
-    lines = [f"{prog}: cannot {doing} Table {cells[0].table} ({names}): inputs are missing", ""]
+def cells_text(cells) -> str:
+    """``Table T (row col, ...)``: the cells a run was asked for."""
+    return f"Table {cells[0].table} ({', '.join(f'{c.row} {c.col}' for c in cells)})"
+
+
+def missing_inputs_message(prog: str, what: str, missing: list[str], where: list[str]) -> str:
+    """The several-line report of a run refused for absent inputs: what cannot be done (``cannot
+    {what}``), one bullet per missing input, then ``where`` (lines saying where the inputs go and
+    where to get them).  Every mode that checks its inputs first prints it (exit code 2)."""
+    lines = [f"{prog}: cannot {what}: inputs are missing", ""]
     lines += [f"  * {m}" for m in missing]
     lines += ["", "Where the inputs go and where to get them:", *where]
     return "\n".join(lines)
@@ -164,6 +168,9 @@ def missing_inputs_message(prog: str, doing: str, cells, missing: list[str], whe
 # ---------------------------------------------------------------------------- progress
 class _NoBar:
     def update(self, n=1):
+        pass
+
+    def set_postfix_str(self, s):
         pass
 
     def close(self):

@@ -148,7 +148,7 @@ def plan(cells, args, folds) -> tuple[list[Job], list[str]]:
 
 
 def missing_message(cells, missing: list[str]) -> str:
-    return options.missing_inputs_message(PROG, "evaluate", cells, missing, [
+    return options.missing_inputs_message(PROG, f"evaluate {options.cells_text(cells)}", missing, [
         "  * all at once: add --fetch to this command; it downloads exactly the files these cells and folds",
         f"    need from the shares below into {fetch.default_data_dir()} (--data-dir DIR; --dry-run lists them).",
         "  * test LMDBs (as the paper): download the LMDB archive from",

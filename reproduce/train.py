@@ -308,7 +308,8 @@ def missing_message(cells, missing: list[str], kinds: set) -> str:
     if "means" in kinds:
         lines += ["  * mean images: DIR/mean_image{,_unaligned,_mixed}/Test_fold_is_K/mean.binaryproto for --means DIR;",
                   "    without --means the upstream mean images are fetched."]
-    return options.missing_inputs_message(PROG, "train", [c for c in cells if not c.empty], missing, lines)
+    filled = [c for c in cells if not c.empty]
+    return options.missing_inputs_message(PROG, f"train {options.cells_text(filled)}", missing, lines)
 
 
 # ---------------------------------------------------------------------------- training one fold

@@ -141,10 +141,7 @@ def check_inputs(args, s: Settings) -> list[str]:
 
 def missing_message(prog, rows, missing) -> str:
     st = published.study(STUDY)["datasets"]
-    lines = [f"{prog}: cannot run study fusion2022 ({', '.join(rows)}): inputs are missing", ""]
-    lines += [f"  * {m}" for m in missing]
-    lines += ["", "Where the inputs go and where to get them:",
-              "  * FairFace (the 'Padding=0.25' images and the label CSVs) from",
+    lines = ["  * FairFace (the 'Padding=0.25' images and the label CSVs) from",
               f"      {st['fairface']['url']}",
               "    unpacked into DIR (DIR/fairface_label_train.csv, DIR/fairface_label_val.csv, DIR/train/, DIR/val/);",
               "    pass --fairface DIR;",
@@ -154,7 +151,8 @@ def missing_message(prog, rows, missing) -> str:
               "  * ResNet weights: a state_dict with torchvision's names, e.g. saved on a machine with torchvision by",
               "      torch.save(torchvision.models.resnet34(weights='IMAGENET1K_V1').state_dict(), 'resnet34.pth')",
               "    and pass --init resnet34.pth (--arch resnet18|resnet34|resnet50 to match), or --init scratch."]
-    return "\n".join(lines)
+    from reproduce.options import missing_inputs_message
+    return missing_inputs_message(prog, f"run study fusion2022 ({', '.join(rows)})", missing, lines)
 
 
 def load_dataset(name: str, args, s: Settings) -> dict:

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import published
+from reproduce import options as shared
 from .datasets import DatasetError, ImageDataset, Normalizer, adience_items, adience_list_file, \
     adience_lmdb_path, lmdb_items, loader, missing_images
 from .models import ModelError, count_params, mtl_model, mtl_param_count, trunk_size
@@ -140,7 +141,7 @@ def check_inputs(args, s: Settings) -> tuple[list[str], object]:
         absent = [adience_lmdb_path(args.lmdb, k, t, p) for k in s.folds for t in ("gender", "age") for p in PARTS]
         absent = [p for p in absent if not (p / "data.mdb").is_file()]
         if absent:
-            missing.append(_listing("LMDB", absent))
+            missing.append(shared.listing("LMDB", absent))
     else:
         if not (Path(args.adience) / "aligned").is_dir():
             missing.append(f"Adience images: {Path(args.adience) / 'aligned'} does not exist (the in-plane aligned "
@@ -150,7 +151,7 @@ def check_inputs(args, s: Settings) -> tuple[list[str], object]:
                       for p in PARTS]
             absent = [p for p in absent if not p.is_file()]
             if absent:
-                missing.append(_listing("fold list", absent))
+                missing.append(shared.listing("fold list", absent))
         else:
             store = _store(args)
             try:
@@ -176,19 +177,9 @@ def check_inputs(args, s: Settings) -> tuple[list[str], object]:
     return missing, store
 
 
-def _listing(what, paths, show=4) -> str:
-    paths = [str(p) for p in paths]
-    more = f"\n      ... and {len(paths) - show} more" if len(paths) > show else ""
-    head = "\n      ".join(paths[:show])
-    return f"{what}{'s' if len(paths) > 1 else ''} not found ({len(paths)}):\n      {head}{more}"
-
-
 def missing_message(prog: str, rows, missing: list[str]) -> str:
     from reproduce.sources import LINKS
-    lines = [f"{prog}: cannot run study mtl2022 ({', '.join(rows)}): inputs are missing", ""]
-    lines += [f"  * {m}" for m in missing]
-    lines += ["", "Where the inputs go and where to get them:",
-              "  * the raw Adience faces (folder aligned/) from",
+    lines = ["  * the raw Adience faces (folder aligned/) from",
               f"      {LINKS['adience']}",
               "    and pass --adience DIR (DIR/aligned/<user>/landmark_aligned_face.<id>.<image>); the 2017 fold",
               "    lists are fetched from the upstream repository (or --fold-lists DIR, --assets-mirror);",
@@ -199,7 +190,7 @@ def missing_message(prog: str, rows, missing: list[str]) -> str:
               "    ResNet deploy.prototxt + .caffemodel: --backbone PROTOTXT --init CAFFEMODEL) or a converted",
               "    model.pt (`python -m converters convert`); the study's Keras Xception weights are not a Caffe",
               "    model."]
-    return "\n".join(lines)
+    return shared.missing_inputs_message(prog, f"run study mtl2022 ({', '.join(rows)})", missing, lines)
 
 
 # ---------------------------------------------------------------------------- one fold

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -149,22 +148,9 @@ def _to(batch, device):
     return x.to(device, non_blocking=True), {k: v.to(device, non_blocking=True) for k, v in labels.items()}
 
 
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def set_postfix_str(self, s):
-        pass
-
-    def close(self):
-        pass
-
-
 def progress_bar(total, desc, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, disable=None, leave=False)
+    from reproduce.options import progress_bar as bar
+    return bar(total, desc, off=not enabled, unit="batch")
 
 
 def validation_loss(model, loader, loss_fn, device) -> float:
