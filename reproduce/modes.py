@@ -24,11 +24,11 @@ DEFAULT_STUDY = "lapuschkin2017"   # ``--study lapuschkin2017`` = the 2017 table
 
 
 class Mode:
-    """A mode: the module that declares its options and runs it, the flag that selects it in the
-    flag style, and the flag its subcommand word stands for."""
+    """A mode: the module that declares its options and runs it, and its flag (which selects it in
+    the flag style and which its subcommand word stands for; the table mode has none)."""
 
-    def __init__(self, name: str, module: str, flag: str | None, implies: str | None, summary: str):
-        self.name, self.module_name, self.flag, self.implies, self.summary = name, module, flag, implies, summary
+    def __init__(self, name: str, module: str, flag: str | None, summary: str):
+        self.name, self.module_name, self.flag, self.summary = name, module, flag, summary
 
     @property
     def module(self):
@@ -38,15 +38,14 @@ class Mode:
 # the subcommand words, in the order of run.py's overview; list and fetch are the table mode with
 # --list / --fetch-assets (as in the flag style)
 MODES = {m.name: m for m in (
-    Mode("table", "reproduce.table", None, None, "score the paper's models (Tables 2-5)"),
-    Mode("list", "reproduce.table", "--list", "--list", "print every cell of Tables 2-5"),
-    Mode("fetch", "reproduce.table", "--fetch-assets", "--fetch-assets",
-         "fetch the upstream prototxts, folds and mean images"),
-    Mode("demo", "reproduce.demo", "--demo", "--demo", "the whole pipeline offline on SYNTHETIC data"),
-    Mode("predict", "reproduce.predict", "--predict", "--predict", "age/gender of photos with a cell's models"),
-    Mode("explain", "reproduce.explain_cells", "--explain", "--explain", "LRP heatmaps of a cell's fold models"),
-    Mode("train", "reproduce.train", "--train", "--train", "the paper's training runs, then their evaluation"),
-    Mode("study", "reproduce.studies", "--study", "--study", "the follow-up studies (mtl2022, fusion2022)"),
+    Mode("table", "reproduce.table", None, "score the paper's models (Tables 2-5)"),
+    Mode("list", "reproduce.table", "--list", "print every cell of Tables 2-5"),
+    Mode("fetch", "reproduce.table", "--fetch-assets", "fetch the upstream prototxts, folds and mean images"),
+    Mode("demo", "reproduce.demo", "--demo", "the whole pipeline offline on SYNTHETIC data"),
+    Mode("predict", "reproduce.predict", "--predict", "age/gender of photos with a cell's models"),
+    Mode("explain", "reproduce.explain_cells", "--explain", "LRP heatmaps of a cell's fold models"),
+    Mode("train", "reproduce.train", "--train", "the paper's training runs, then their evaluation"),
+    Mode("study", "reproduce.studies", "--study", "the follow-up studies (mtl2022, fusion2022)"),
 )}
 # the flag style's precedence when a command line has several mode flags (as run.py always had:
 # --predict with --explain is a prediction with heatmaps)
@@ -160,15 +159,17 @@ def detect(argv) -> tuple[str, list[str]]:
     argv = list(argv)
     if argv and argv[0] in MODES:
         m, rest = MODES[argv[0]], argv[1:]
+        if m.name != "study":
+            rest = _drop_default_study(rest)
         if m.name == "table":
             return "table", rest
-        if m.implies in rest or any(t.startswith(m.implies + "=") for t in rest):
+        if m.flag in rest or any(t.startswith(m.flag + "=") for t in rest):
             return m.name, rest
         if m.name in ("predict", "study"):   # flags with values: ``predict a.jpg`` = ``--predict a.jpg``
             if rest and not rest[0].startswith("-"):
-                return m.name, [m.implies, *rest]
+                return m.name, [m.flag, *rest]
             return m.name, rest               # predict: positional images; study: run() asks for --study
-        return m.name, [m.implies, *rest]
+        return m.name, [m.flag, *rest]
     argv = _drop_default_study(argv)
     for name in FLAG_ORDER:
         if _option_value(argv, MODES[name].flag) is not None:

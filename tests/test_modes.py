@@ -78,6 +78,7 @@ def test_an_unknown_option_is_a_plain_unrecognized_argument(capsys):
     (["--predict", "a.jpg", "b", "--table", "3", "--row", "i", "--explain", "--out", "o"],
      ["predict", "a.jpg", "b", "--table", "3", "--row", "i", "--explain", "--out", "o"]),
     (["--study", "lapuschkin2017", "--table", "2"], ["table", "--table", "2"]),
+    (["--study=lapuschkin2017", "--list"], ["list", "--study", "lapuschkin2017"]),
 ])
 def test_subcommand_and_flag_style_parse_the_same_options(flag_style, subcommand):
     a = run.build_parser().parse_args(flag_style)
