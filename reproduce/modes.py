@@ -184,8 +184,8 @@ def parse(argv, prog: str = PROG) -> argparse.Namespace:
 
 
 class DispatchParser:
-    """``parse_args`` of every mode at once: what ``run.build_parser()`` returns (callers that parse a
-    whole run.py command line, e.g. tests and :mod:`reproduce.studies`' entry point)."""
+    """``parse_args`` of a whole run.py command line in either style (what ``run.build_parser()``
+    returns): the namespace of the mode :func:`detect` picks, from that mode's parser."""
 
     def __init__(self, prog: str = PROG):
         self.prog = prog
