@@ -63,7 +63,7 @@ def time_family(family: str, cell, args, cache: Path) -> dict:
 
     import converters
     from converters import ort_backend
-    from reproduce import protocol, run
+    from reproduce import protocol, table
 
     key = FAMILY_KEY[family]
     proto, weights = forward.prepare(key, cache, args.seed)
@@ -72,7 +72,7 @@ def time_family(family: str, cell, args, cache: Path) -> dict:
     runner = ort_backend.for_inference(model, args.backend, args.device, outputs=[cell.output_blob])
     per_model = time.perf_counter() - t0
     backend = "torch" if runner is model else "onnxruntime"
-    batch = args.batch or run.DEFAULT_BATCH.get(family, 10)
+    batch = args.batch or table.DEFAULT_BATCH.get(family, 10)
     rng = np.random.default_rng(args.seed)
     mean = rng.random((3, 256, 256), dtype=np.float32) * 120
     n = max(args.sample, batch)

@@ -30,10 +30,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reproduce import protocol, run  # noqa: E402
+from reproduce import protocol, table  # noqa: E402
 from reproduce.assets import AssetStore  # noqa: E402
 
-FAMILY_KEYS = {"A": "adiencenet", "C": "caffenet", "G": "googlenet", "V": "vgg16"}  # run.DEFAULT_BATCH keys
+FAMILY_KEYS = {"A": "adiencenet", "C": "caffenet", "G": "googlenet", "V": "vgg16"}  # table.DEFAULT_BATCH keys
 FAMILIES = {  # column -> (name, upstream folder, input size, output blob)
     "A": ("AdienceNet", "age_net_definitions", 227, "prob"),
     "C": ("CaffeNet", "age_fromscratch_caffereference", 227, "prob"),
@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     for col in args.families.split(","):
         col = col.strip().upper()
-        batch = args.batch or run.DEFAULT_BATCH[FAMILY_KEYS[col]]
+        batch = args.batch or table.DEFAULT_BATCH[FAMILY_KEYS[col]]
         for dev in devices:
             n = args.cpu_images if (dev == "cpu" and args.cpu_images) else (args.images or 2 * batch)
             r = bench(col, dev, max(n, 1), min(batch, max(n, 1)), store, args.backend, args.rounds)

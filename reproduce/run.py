@@ -20,8 +20,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from converters.errors import InputError, is_input_error, report  # noqa: E402
 from reproduce import modes  # noqa: E402
-from reproduce.options import MissingInputs, UsageError, parse_folds, validate  # noqa: E402,F401
-from reproduce.table import missing_message, plan, run_table  # noqa: E402,F401 - the table mode's names, as before
+from reproduce.options import UsageError, parse_folds  # noqa: E402,F401 - run.py's names, as before
 
 PROG = modes.PROG
 OVERVIEW = modes.overview()
