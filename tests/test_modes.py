@@ -151,3 +151,15 @@ def test_train_evaluates_with_the_table_modes_own_options(tmp_path):
     assert ns.mode == "table" and ns.iter == 7 and ns.weights == "W" and ns.out == "O" and ns.folds == "1"
     assert ns.lmdb == "L" and ns.backend == "torch" and ns.no_progress and not ns.list and not ns.fetch_assets
     assert not hasattr(ns, "iters") and not hasattr(ns, "init")
+
+
+def test_module_entry_points_use_the_mode_parser_under_their_own_name(capsys):
+    from reproduce import demo, predict
+    assert predict.main_predict(["a.jpg", "--folds", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("predict: error: unrecognized arguments: --folds 0 (--folds is an "
+                                               "option of the table, explain, train, study modes, not of predict; "
+                                               "python -m reproduce.predict --help"), err
+    assert demo.main_demo(["--table", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("demo: error: unrecognized arguments: --table 2"), err
