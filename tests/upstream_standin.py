@@ -439,8 +439,8 @@ def upstream_split(folds, k: int, variant: str, rng: random.Random) -> tuple[dic
     """Spec 4.3 for test fold ``k``: {(target, part): [line, ...]}, N and the lost pool element.
 
     Like upstream, the draw is whatever the RNG gives; unlike it, a draw whose lost element (Q-D2)
-    has no valid label for either target is drawn again, so that the loss shows in the lists (as it
-    does in every real fold)."""
+    lacks a valid age or gender label is drawn again, so that the loss shows in both targets' lists
+    (as it does in every real fold and variant)."""
     prefixes = PREFIXES[variant]
     test = [(row, p) for row in folds[k] for p in prefixes]
     test = rng.sample(test, len(test))
@@ -449,7 +449,7 @@ def upstream_split(folds, k: int, variant: str, rng: random.Random) -> tuple[dic
         pool = rng.sample(pool0, len(pool0))
         n10 = len(pool) // 10
         lost = pool[n10]
-        if any(label(t, lost[0]) is not None for t in TARGETS):
+        if all(label(t, lost[0]) is not None for t in TARGETS):
             break
     parts = {"train": pool[n10 + 1:], "val": pool[:n10], "test": test, "train_subset": pool[n10 + 1: 2 * n10]}
     lists = {}
