@@ -98,9 +98,22 @@ def pinned(upstream_pins):
     return upstream_pins.root, make
 
 
-def test_manifest_lists_every_upstream_data_file_with_its_checksum(upstream):
-    m = Manifest.load()
+def test_manifest_pins_the_commit_and_maps_upstream_folders_to_local_ones():
+    m = Manifest.load(assets.MANIFEST_PATH)
     assert m.commit == "5bc05b96d9c48a2cb6752a3bc59a74f21d9a5b97"
+    assert m.local_relpath(DEPLOY) == "prototxt/age_net_definitions/deploy.prototxt"
+    assert m.local_relpath(SYNSET) == "prototxt/synsets/synset_age.txt"
+    assert m.local_relpath(MEAN) == MEAN and m.local_relpath(LIST) == LIST
+    assert m.url_template.format(path=DEPLOY).startswith(
+        "https://raw.githubusercontent.com/sebastian-lapuschkin/understanding-age-gender-deep-learning-models/"
+        "5bc05b96d9c48a2cb6752a3bc59a74f21d9a5b97/model_definitions/")
+    with pytest.raises(AssetError, match="no local folder"):
+        m.local_relpath("README.md")
+
+
+def test_manifest_lists_every_upstream_data_file_with_its_checksum(upstream):
+    """A fact of the real files (their list, sizes and sha256): upstream only."""
+    m = Manifest.load(assets.MANIFEST_PATH)
     on_disk = sorted(p.relative_to(upstream).as_posix() for p in upstream.rglob("*") if p.is_file())
     assert sorted(m.files) == on_disk and len(on_disk) == 565
     for rel in on_disk:
@@ -108,12 +121,6 @@ def test_manifest_lists_every_upstream_data_file_with_its_checksum(upstream):
         assert (upstream / rel).stat().st_size == a.size
     for rel in (DEPLOY, MEAN, LIST, SYNSET):  # hashing all 70 MB is left to test_fetch_all
         assert assets.sha256_file(upstream / rel) == m[rel].sha256
-    assert m.local_relpath(DEPLOY) == "prototxt/age_net_definitions/deploy.prototxt"
-    assert m.local_relpath(SYNSET) == "prototxt/synsets/synset_age.txt"
-    assert m.local_relpath(MEAN) == MEAN
-    assert m.url_template.format(path=DEPLOY).startswith(
-        "https://raw.githubusercontent.com/sebastian-lapuschkin/understanding-age-gender-deep-learning-models/"
-        "5bc05b96d9c48a2cb6752a3bc59a74f21d9a5b97/model_definitions/")
 
 
 def test_fetch_over_http_verifies_and_places_files(pinned, server, tmp_path):
