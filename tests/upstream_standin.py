@@ -132,8 +132,10 @@ class Layer:
         if self.loss_weight is not None:
             out.append(f"  loss_weight: {self.loss_weight:g}")
         out += _block(self.params, 1)
-        if self.phase:
-            out.append(f"  include: {{ phase: {self.phase} }}" if v1 else f"  include {{\n    phase: {self.phase}\n  }}")
+        if self.phase and v1:  # the one-line form of the V1 files
+            out.append(f"  include: {{ phase: {self.phase} }}")
+        elif self.phase:
+            out += ["  include {", f"    phase: {self.phase}", "  }"]
         out.append("}")
         return out
 
