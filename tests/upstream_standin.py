@@ -185,7 +185,7 @@ class NetBuilder:
         return self.add(Layer(name, "Dropout", [blob], [blob], [("dropout_param", [("dropout_ratio", ratio)])]))
 
 
-def _data_layers(b: NetBuilder, v1: bool, fam: str, target: str, data_sfx: str, fold: int, test_split: str):
+def _data_layers(b: NetBuilder, fam: str, target: str, data_sfx: str, fold: int, test_split: str):
     train_batch, test_batch, crop = {"A": (50, 50, 227), "C": (50, 50, 227), "G": (32, 50, 224),
                                      "V": (10, 10, 224)}[fam]
     mean = f"{ROOT}/mean_image{data_sfx}/Test_fold_is_{fold}/mean.binaryproto"
@@ -342,7 +342,7 @@ def net_text(folder: str, kind: str, fold: int = 0) -> str:
         if folder == "gender_finetuning_googlenet_mixed":
             sfx = "_unaligned"  # Q-G1: a copy of the _unaligned nets
         test_split = "train" if fam == "V" else ("test" if kind == "test" else "val")
-        _data_layers(b, v1, fam, target, sfx, fold, test_split)
+        _data_layers(b, fam, target, sfx, fold, test_split)
     if fam == "G":
         def finish(i, blob):  # each head's loss (train_val) or softmax (deploy) follows its classifier
             name, top = [("loss1/loss", "loss1/loss1"), ("loss2/loss_agexgender", "loss2/loss1"),
@@ -496,14 +496,13 @@ def build(root: Path) -> UpstreamTree:
     folds = fold_rows()
     for k, rows in enumerate(folds):
         files[f"folds/original_txt_files/fold_{k}_data.txt"] = fold_file_text(rows).encode()
-    facts = {"rows": [len(f) for f in folds], "pool_sizes": [], "lists": {}, "lost": {}}
+    facts = {"rows": [len(f) for f in folds], "pool_sizes": [], "lists": {}}
     rng = random.Random("stand-in, unseeded upstream")
     for variant in "irm":
         for k in range(5):
-            lists, n, lost = upstream_split(folds, k, variant, rng)
+            lists, n, _ = upstream_split(folds, k, variant, rng)
             if variant == "i":
                 facts["pool_sizes"].append(n)
-            facts["lost"][(variant, k)] = _path(lost[0], lost[1])
             for (target, part), lines in lists.items():
                 facts["lists"][(variant, k, target, part)] = len(lines)
                 files[f"folds/{LIST_FOLDER[variant]}/test_fold_is_{k}/{target}_{part}.txt"] = \
