@@ -1,11 +1,12 @@
 """Restores the mini Caffe oracle of ``tests/data/caffe-oracle`` into a folder with the full oracle's
 layout and file names, so that every test runs unchanged on either set.
 
-The folder stores some files xz-compressed (``NAME.xz``), keeps the NumPy-drawn weights and inputs as
+The folder stores some files xz-compressed (``NAME.xz``; an ``.npz`` as an uncompressed zip of its arrays,
+some of them only where MANIFEST.json says ``subset``), keeps the NumPy-drawn weights and inputs as
 skeleton + seed (``oracle_draws``) and rebuilds the files that restate others (LMDB arrays, means, the
 Data layer crop: ``oracle_derived``; the legacy V1 caffemodel).  ``MANIFEST.json`` gives each restored
 file's sha256 as the full oracle has it (for ``lmdb_arrays.npz``, of each array in it), and a file whose
-bytes differ is an error, so the restored files are Caffe's own bytes.
+bytes differ is an error, so the restored files (the arrays of a re-zipped ``.npz``) are Caffe's own bytes.
 """
 import hashlib
 import io
@@ -21,7 +22,7 @@ import oracle_draws
 MINI = Path(__file__).resolve().parent / "data" / "caffe-oracle"
 
 # how each file is stored -> the pass that restores it (a later pass reads files of the earlier ones)
-PASS = {"plain": 0, "xz": 0, "drawn": 0, "lmdb_arrays": 1, "mean": 1, "drawn_input": 1, "v1": 1,
+PASS = {"plain": 0, "xz": 0, "npz_xz": 0, "drawn": 0, "lmdb_arrays": 1, "mean": 1, "drawn_input": 1, "v1": 1,
         "mean_npy": 2, "crop_minus_mean": 3}
 
 
@@ -52,7 +53,7 @@ def _build(src: Path, dst: Path, manifest: dict, rel: str) -> bytes:
     how = entry["stored"]
     if how == "plain":
         return (src / rel).read_bytes()
-    if how == "xz":
+    if how in ("xz", "npz_xz"):
         return lzma.decompress((src / f"{rel}.xz").read_bytes())
     if how in ("drawn", "drawn_input"):
         weights = manifest[entry.get("weights", rel)]
@@ -73,9 +74,9 @@ def _build(src: Path, dst: Path, manifest: dict, rel: str) -> bytes:
     raise ValueError(f"{src / 'MANIFEST.json'}: unknown storage {how!r} for {rel}")
 
 
-def _digests(rel: str, entry: dict, data: bytes) -> tuple:
+def _digests(entry: dict, data: bytes) -> tuple:
     """(what the bytes hash to, what the full oracle's file hashes to) in the entry's terms."""
-    if "members" in entry:  # a re-zipped .npz: every array in it is Caffe's
+    if "members" in entry:  # a re-zipped .npz (possibly a documented subset): every array in it is Caffe's
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             got = {name: hashlib.sha256(z.read(name)).hexdigest() for name in z.namelist()}
         return got, entry["members"]
@@ -88,7 +89,7 @@ def restore(src: Path, dst: Path) -> Path:
     shutil.copy2(src / "README.md", dst / "README.md")
     for rel in sorted(manifest, key=lambda r: PASS[manifest[r]["stored"]]):
         data = _build(src, dst, manifest, rel)
-        got, want = _digests(rel, manifest[rel], data)
+        got, want = _digests(manifest[rel], data)
         if got != want:
             raise ValueError(f"{src / rel}: restored bytes differ from the oracle's (sha256 in MANIFEST.json)")
         out = dst / rel

@@ -24,11 +24,19 @@ sys.path.insert(0, str(HERE.parent.parent))          # tests/: mini_oracle, orac
 sys.path.insert(0, str(HERE.parent.parent.parent))   # the repository: converters.proto
 
 import mini_oracle  # noqa: E402
+import oracle_derived  # noqa: E402
 import oracle_draws  # noqa: E402
 
 NETS = ("caffenet_age", "adiencenet_age", "adiencenet_gender", "googlenet_age", "vgg16_gender")
-# blobs.npz (Caffe's every intermediate blob, incompressible float32) only where it fits the size budget
-NETS_WITH_BLOBS = ("caffenet_age", "adiencenet_age")
+# blobs.npz (Caffe's every intermediate blob: float32 that hardly compresses) in full for CaffeNet and
+# AdienceNet age; the other three nets leave their largest early feature maps to the full set
+BLOBS_DROPPED = {
+    "googlenet_age": ("conv1/7x7_s2", "pool1/3x3_s2", "pool1/norm1", "conv2/3x3_reduce", "conv2/3x3",
+                      "conv2/norm2", "pool2/3x3_s2"),                      # the stem; every inception kept
+    "adiencenet_gender": ("conv1", "pool1", "norm1", "conv2", "conv3"),    # batch 10: 1.5 MB for conv1 alone
+    "vgg16_gender": ("conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2", "conv3_1", "conv3_2",
+                     "conv3_3", "pool3"),                                  # blocks 1-3
+}
 # the protocol models' seeds are not written in the oracle ("seed per model and fold"); they were found by
 # trying RandomState seeds against the first two weights, and the sha256 check of every restored
 # caffemodel confirms them: model seed + 10 * fold
@@ -44,8 +52,8 @@ for net in NETS:
     PICK[f"nets/{net}/fixture.json"] = "xz"
     PICK[f"nets/{net}/weights.caffemodel"] = {"stored": "drawn"}
     PICK[f"nets/{net}/input.npy"] = {"stored": "drawn_input", "weights": f"nets/{net}/weights.caffemodel"}
-for net in NETS_WITH_BLOBS:
-    PICK[f"nets/{net}/blobs.npz"] = "plain"
+for net in NETS:
+    PICK[f"nets/{net}/blobs.npz"] = {"stored": "npz_xz"}
 for name in ("deploy.prototxt", "outputs.npz", "fixture.json", "weights_v1_structure.prototxt"):
     PICK[f"nets/v1_caffemodel/{name}"] = "plain"
 PICK["nets/v1_caffemodel/weights_v1.caffemodel"] = {"stored": "v1"}
@@ -55,10 +63,13 @@ for name in ("constant.npy", "bilinear.npy"):
     PICK[f"fillers/{name}"] = "xz"
 PICK["binaryproto/fixture.json"] = "xz"
 PICK["solver/lr_policies.json"] = "xz"
-for name in ("fixture.json", "list.txt", "lmdb_arrays.npz"):
+for name in ("fixture.json", "list.txt"):
     PICK[f"solver/data/{name}"] = "plain"
-for name in ("lmdb_train/data.mdb", "lmdb_train/lock.mdb", "mean.binaryproto", "mean.npy"):
+for name in ("lmdb_train/data.mdb", "lmdb_train/lock.mdb"):
     PICK[f"solver/data/{name}"] = "xz"
+PICK["solver/data/lmdb_arrays.npz"] = {"stored": "lmdb_arrays", "lmdb": "solver/data/lmdb_train"}
+PICK["solver/data/mean.binaryproto"] = {"stored": "mean", "lmdb": "solver/data/lmdb_train"}
+PICK["solver/data/mean.npy"] = {"stored": "mean_npy", "binaryproto": "solver/data/mean.binaryproto"}
 # weights and momentum buffers after iteration 2 (float32 still agrees with Caffe there); every loss and
 # learning rate of the 20 iterations is in trajectory.json
 for name in ("solver.prototxt", "train_val.prototxt", "weights_iter_0002.npz", "momentum_iter_0002.npz"):
@@ -111,6 +122,19 @@ def draw_recipe(full: Path, rel: str) -> dict:
     return {"seed": PROTOCOL_SEEDS[model] + 10 * k, "rescale": ef["classifier_rescale_factors"]}
 
 
+def npz_xz(full: Path, rel: str, entry: dict) -> bytes:
+    """An uncompressed .npz of the members kept, xz-compressed (xz packs float32 tighter than the
+    deflate inside the oracle's .npz); the entry pins each kept member's sha256."""
+    with zipfile.ZipFile(full / rel) as z:
+        names = [n[:-len(".npy")] for n in z.namelist()]
+        kept = [n for n in names if n not in BLOBS_DROPPED.get(rel.split("/")[1], ())]
+        members = {f"{n}.npy": z.read(f"{n}.npy") for n in kept}
+    entry["members"] = {name: sha256(data) for name, data in members.items()}
+    if len(kept) < len(names):
+        entry["subset"] = {"kept": len(kept), "of": len(names), "dropped": [n for n in names if n not in kept]}
+    return lzma.compress(oracle_derived.npz(members), preset=9 | lzma.PRESET_EXTREME)
+
+
 def add_images(full: Path) -> None:
     for image in sorted((full / "transform/images").iterdir()):
         PICK[f"transform/images/{image.name}"] = "plain"  # JPEG/PNG: xz gains nothing
@@ -138,6 +162,8 @@ def main(full: Path) -> None:
                                                                  preset=9 | lzma.PRESET_EXTREME))
         elif entry["stored"] == "drawn_input":
             entry["shape"] = json.loads((full / Path(rel).parent / "fixture.json").read_text())["input"]["shape"]
+        elif entry["stored"] == "npz_xz":
+            Path(f"{dst}.xz").write_bytes(npz_xz(full, rel, entry))
         elif entry["stored"] == "lmdb_arrays":  # the arrays are pinned; the zip around them is ours
             with zipfile.ZipFile(full / rel) as z:
                 entry["members"] = {name: sha256(z.read(name)) for name in z.namelist()}
