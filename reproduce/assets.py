@@ -15,6 +15,9 @@ else ``~/.cache/caffe-agegender-repro`` for an installed package)::
     folds/...                        <- folds/...
     mean_images/...                  <- mean_images/...
 
+The manifest is the packaged one unless ``$REPRO_ASSETS_MANIFEST`` names another file of the same
+format (e.g. pins of a fork, or of a synthetic tree laid out like upstream).
+
 Sources, in this order of preference: ``mirror=`` / ``--assets-mirror`` / ``$REPRO_ASSETS_MIRROR``
 (a folder laid out like the upstream repository, a ``file://`` URL of one, or a base URL), else the
 pinned raw.githubusercontent.com URL.
@@ -38,6 +41,7 @@ MANIFEST_PATH = Path(__file__).resolve().parent / "data" / "upstream_manifest.js
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_ROOT = "REPRO_ASSETS_DIR"
 ENV_MIRROR = "REPRO_ASSETS_MIRROR"
+ENV_MANIFEST = "REPRO_ASSETS_MANIFEST"
 CHUNK = 1 << 16
 ATTEMPTS = 3
 
@@ -83,7 +87,8 @@ def default_mirror() -> str | None:
 
 
 class Manifest:
-    def __init__(self, data: dict):
+    def __init__(self, data: dict, source: str = MANIFEST_PATH.name):
+        self.source = source  # the file the pins came from, for messages
         self.repository = data["repository"]
         self.commit = data["commit"]
         self.url_template = data["url_template"]
@@ -91,15 +96,20 @@ class Manifest:
         self.files = {f["path"]: Asset(f["path"], int(f["size"]), f["sha256"]) for f in data["files"]}
 
     @classmethod
-    def load(cls, path=MANIFEST_PATH) -> "Manifest":
-        with open(path, encoding="utf-8") as fh:
-            return cls(json.load(fh))
+    def load(cls, path=None) -> "Manifest":
+        """``path``, else ``$REPRO_ASSETS_MANIFEST``, else the packaged manifest."""
+        path = Path(path or os.environ.get(ENV_MANIFEST) or MANIFEST_PATH)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                return cls(json.load(fh), str(path))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise AssetError(f"{path}: not a readable upstream manifest ({exc})") from None
 
     def __getitem__(self, path: str) -> Asset:
         try:
             return self.files[path]
         except KeyError:
-            raise AssetError(f"{path}: not an upstream file listed in {MANIFEST_PATH.name}") from None
+            raise AssetError(f"{path}: not an upstream file listed in {self.source}") from None
 
     def local_relpath(self, path: str) -> str:
         for prefix, local in self.layout.items():

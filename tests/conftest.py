@@ -9,7 +9,9 @@ The Caffe oracle (golden files written by BVLC Caffe 1.0) is looked up in this o
 
 So every oracle test runs on a clean clone; a test whose files only the full set has skips and names
 them (``need``).  The upstream data (``../shared/upstream``, override ``UPSTREAM_DIR``) are the paper
-repository's own files, which are never copied into this repository: tests needing them skip without.
+repository's own files, which are never copied into this repository: tests of facts about them
+(``upstream``) skip without; tests of our code on files of their shape (``upstream_tree``) run on the
+real files when present, else on a synthetic stand-in written by ``tests/upstream_standin.py``.
 """
 import os
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import mini_oracle
+import upstream_standin
 
 REPO = Path(__file__).resolve().parent.parent
 FULL_ORACLE = REPO.parent / "shared" / "caffe-oracle"
@@ -79,3 +82,18 @@ def upstream() -> Path:
     if not UPSTREAM_REPO.is_dir():
         pytest.skip(f"upstream data files not found at {UPSTREAM_REPO} (set UPSTREAM_DIR)")
     return UPSTREAM_REPO
+
+
+@pytest.fixture(scope="session")
+def upstream_tree(tmp_path_factory) -> upstream_standin.UpstreamTree:
+    """The upstream files when present, else the synthetic stand-in (see upstream_standin)."""
+    if UPSTREAM_REPO.is_dir():
+        return upstream_standin.real(UPSTREAM_REPO)
+    return upstream_standin.build(tmp_path_factory.mktemp("upstream-standin"))
+
+
+@pytest.fixture
+def upstream_pins(upstream_tree, monkeypatch) -> upstream_standin.UpstreamTree:
+    """``upstream_tree`` with its manifest in force for the product code (``$REPRO_ASSETS_MANIFEST``)."""
+    monkeypatch.setenv("REPRO_ASSETS_MANIFEST", str(upstream_tree.manifest))
+    return upstream_tree

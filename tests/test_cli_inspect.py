@@ -50,8 +50,9 @@ def test_detect_kind(oracle, tmp_path):
         assert insp.detect_kind(copy) == kind
 
 
-def test_inspect_v1_train_val(upstream, capsys):
-    path = upstream / "model_definitions/age_net_definitions/train_val_test_fold_is_0.prototxt"
+def test_inspect_v1_train_val(upstream_tree, capsys):
+    """The real AdienceNet train_val, else the stand-in's (same V1 structure, spec 2.3)."""
+    path = upstream_tree.root / "model_definitions/age_net_definitions/train_val_test_fold_is_0.prototxt"
     out = run(capsys, path)
     assert "V1 layers" in out and "layers      22 (TRAIN 20, TEST 21)" in out
     table = {r[1]: r for r in rows(out) if r[0] != "#"}
@@ -93,8 +94,8 @@ def test_inspect_caffemodel(oracle, capsys):
     assert "parameters  180,552 (722,208 bytes as float32)" in out
 
 
-def test_inspect_solver(upstream, capsys):
-    out = run(capsys, upstream / "model_definitions/age_net_definitions/solver_test_fold_is_0.prototxt")
+def test_inspect_solver(upstream_tree, capsys):
+    out = run(capsys, upstream_tree.root / "model_definitions/age_net_definitions/solver_test_fold_is_0.prototxt")
     assert "lr_policy            step" in out
     assert "net                  train_val_test_fold_is_0.prototxt" in out
     # the shortest decimal that reads back as the stored float32, not its double expansion
@@ -102,10 +103,12 @@ def test_inspect_solver(upstream, capsys):
     assert "0.00100000005" not in out
 
 
-def test_inspect_mean(upstream, capsys):
-    out = run(capsys, upstream / "mean_images/mean_image/Test_fold_is_0/mean.binaryproto")
+def test_inspect_mean(upstream_tree, capsys):
+    out = run(capsys, upstream_tree.root / "mean_images/mean_image/Test_fold_is_0/mean.binaryproto")
     assert "shape       3x256x256" in out
-    assert "per channel B 78.5961, G 88.0108, R 115.0881" in out
+    # the real [i] fold-0 mean, else the exact channel means the stand-in was written with
+    b, g, r = upstream_tree.facts["mean_bgr"][("i", 0)] if upstream_tree.synthetic else (78.5961, 88.0108, 115.0881)
+    assert f"per channel B {b:.4f}, G {g:.4f}, R {r:.4f}" in out
 
 
 def test_inspect_encoded_lmdb(oracle, capsys):

@@ -99,9 +99,11 @@ def _structure(net):
             for l in net.layer]
 
 
-def test_demo_net_keeps_the_upstream_adiencenet_structure(upstream, tmp_path):
+def test_demo_net_keeps_the_upstream_adiencenet_structure(upstream_tree, tmp_path):
     """Same layers, order, kernels, strides, pads, LRN, multipliers and phases as upstream; only
-    widths, fillers, sources and crop size differ."""
+    widths, fillers, sources and crop size differ.  Upstream = the real files, else the stand-in's
+    AdienceNet (tests/upstream_standin.py, written from the spec's description of it)."""
+    upstream = upstream_tree.root
     from string import Template
     text = Template(demo.TEMPLATES["train_val"].read_text()).substitute(
         train_source="a", val_source="b", mean_file="m", batch_size=50, crop_size=56, num_output=8)

@@ -32,8 +32,8 @@ PROB_TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def proto(oracle):
-    """The protocol oracle as tests/conftest.py resolves it (the mini set restored to the full layout);
-    these tests serve both cells' five folds, which only the full set has."""
+    """The protocol oracle as tests/conftest.py resolves it (the full set, or the mini set restored to the
+    full layout): both cells' five folds, which these tests serve."""
     from conftest import need
     need(oracle, *(f"protocol/models/{m}/models_test_is_{k}/weights.caffemodel" for m in MODELS for k in range(5)))
     return oracle / "protocol"

@@ -3,6 +3,10 @@
 The committed upstream lists were drawn with an unseeded RNG, so only what the procedure
 determines is compared: test lists as multisets, train+val as "all valid pool entries but one"
 (quirk Q-D2), the label mapping (Q-D1) and the class histograms of spec section 4.5.
+
+Without the real files the same tests run on the synthetic stand-in (``upstream_tree``): fold files
+with the same quirks and lists drawn by a second, independent implementation of the upstream
+procedure (tests/upstream_standin.py); the expected numbers are then the stand-in's own.
 """
 from collections import Counter
 
@@ -30,6 +34,26 @@ GENDER_I = {0: (12256, 1339, 4007), 1: (12574, 1404, 3624), 2: (12986, 1425, 319
 
 
 @pytest.fixture(scope="module")
+def facts(upstream_tree):
+    """Rows, pool sizes, [i] test histograms and committed [i] list sizes: spec 4.1/4.5 for the real
+    files, the stand-in's construction for it."""
+    if not upstream_tree.synthetic:
+        return dict(rows=ROWS, pool_sizes=POOL_SIZES, hist={"age": AGE_TEST_HIST, "gender": GENDER_TEST_HIST},
+                    sizes={"age": AGE_I, "gender": GENDER_I})
+    f = upstream_tree.facts
+    return dict(rows=f["rows"], pool_sizes=f["pool_sizes"],
+                hist={t: {k: f["test_hist"][(k, t)] for k in range(5)} for t in F.TARGETS},
+                sizes={t: {k: tuple(f["lists"][("i", k, t, p)] for p in ("train", "val", "test")) for k in range(5)}
+                       for t in F.TARGETS})
+
+
+@pytest.fixture(scope="module")
+def upstream(upstream_tree):
+    """The folder the lists are read from (the real upstream repository or the stand-in)."""
+    return upstream_tree.root
+
+
+@pytest.fixture(scope="module")
 def real_rows(upstream):
     return F.read_folds(upstream / "folds" / "original_txt_files")
 
@@ -44,13 +68,17 @@ def _committed(upstream, variant, k, target, part):
                        / f"{target}_{part}.txt")
 
 
-def test_real_fold_files_parse(real_rows):
-    assert [len(r) for r in real_rows] == ROWS
+def test_real_fold_files_parse(real_rows, facts):
+    assert [len(r) for r in real_rows] == facts["rows"]
     assert all(len(r.user_id) and r.original_image.endswith(".jpg") for fold in real_rows for r in fold)
 
 
-def test_folds_are_subject_disjoint(real_rows):
-    users = [{r.user_id for r in fold} for fold in real_rows]
+def test_folds_are_subject_disjoint(request):
+    """A fact of the real data (the stand-in is disjoint by construction): upstream only."""
+    real = request.getfixturevalue("upstream_tree")
+    if real.synthetic:
+        pytest.skip("a fact of the real Adience fold files: upstream data files not found (set UPSTREAM_DIR)")
+    users = [{r.user_id for r in fold} for fold in F.read_folds(real.root / "folds" / "original_txt_files")]
     for a in range(5):
         for b in range(a + 1, 5):
             assert not users[a] & users[b]
@@ -74,13 +102,13 @@ def test_test_lists_equal_committed_as_multisets(upstream, splits, variant):
 
 
 @pytest.mark.parametrize("variant", "irm")
-def test_committed_train_val_lose_exactly_one_pool_element_q_d2(upstream, real_rows, splits, variant):
+def test_committed_train_val_lose_exactly_one_pool_element_q_d2(upstream, real_rows, splits, variant, facts):
     """Committed train+val = every valid pool entry except one (the same entry for both targets)."""
     var = F.VARIANTS[variant]
     for k in range(5):
         split = splits[(variant, k)]
         mult = len(var.prefixes)
-        assert split.pool_size == POOL_SIZES[k] * mult
+        assert split.pool_size == facts["pool_sizes"][k] * mult
         lost_paths = set()
         for target in F.TARGETS:
             committed = (Counter(_committed(upstream, variant, k, target, "train"))
@@ -102,19 +130,19 @@ def test_committed_train_val_lose_exactly_one_pool_element_q_d2(upstream, real_r
         assert len(lost_paths) == 1, (variant, k, lost_paths)
 
 
-def test_split_sizes_and_counts_of_spec_4_5(splits):
+def test_split_sizes_and_counts_of_spec_4_5(splits, facts):
     for k in range(5):
         s = splits[("i", k)]
-        n10 = POOL_SIZES[k] // 10
-        for target, table in (("age", AGE_I), ("gender", GENDER_I)):
+        n10 = facts["pool_sizes"][k] // 10
+        for target, table in facts["sizes"].items():
             train, val, test = (len(s.lists[(target, p)]) for p in ("train", "val", "test"))
             assert test == table[k][2]
             assert train + val in (table[k][0] + table[k][1], table[k][0] + table[k][1] + 1)
             assert val <= n10 and len(s.lists[(target, "train_subset")]) <= n10 - 1
         hist = Counter(label for _, label in s.lists[("age", "test")])
-        assert [hist[c] for c in range(8)] == AGE_TEST_HIST[k]
+        assert [hist[c] for c in range(8)] == facts["hist"]["age"][k]
         hist = Counter(label for _, label in s.lists[("gender", "test")])
-        assert [hist[0], hist[1]] == GENDER_TEST_HIST[k]
+        assert [hist[0], hist[1]] == facts["hist"]["gender"][k]
 
 
 def test_variant_test_relations(splits):
@@ -183,10 +211,10 @@ def test_malformed_rows_name_file_and_line(tmp_path, text, line, what):
     assert err.value.line == line
 
 
-def test_cli_writes_lists(tmp_path, upstream, capsys):
+def test_cli_writes_lists(tmp_path, upstream, capsys, facts):
     rc = F.main([str(upstream / "folds" / "original_txt_files"), str(tmp_path), "--variants", "r"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "[r] test_fold_is_0: N=14991" in out and "age_test=4316" in out
+    assert f"[r] test_fold_is_0: N={facts['pool_sizes'][0]}" in out and f"age_test={facts['sizes']['age'][0][2]}" in out
     assert (tmp_path / "squared_unaligned_train_val_txt_files_per_fold/test_fold_is_3/age_test.txt").is_file()
     assert F.main([str(tmp_path / "nowhere"), str(tmp_path)]) == 2

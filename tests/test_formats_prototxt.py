@@ -1,4 +1,7 @@
-"""Text nets and solvers: every upstream file, Caffe's V1/input upgrades and NetState rules."""
+"""Text nets and solvers: every upstream file, Caffe's V1/input upgrades and NetState rules.
+
+The upstream files are the real ones when present, else the synthetic stand-in's
+(tests/upstream_standin.py), generated to the spec's sections 2.1-2.4, so the same counts hold."""
 from collections import Counter
 
 import pytest
@@ -26,6 +29,12 @@ TRAIN_VAL = {  # family -> {target: (layers, extra types)}
     "V": {"age": (44, dict(Data=2, SoftmaxWithLoss=1, Softmax=1, Accuracy=2)),
           "gender": (43, dict(Data=2, SoftmaxWithLoss=1, Softmax=1, Accuracy=1))},
 }
+
+
+@pytest.fixture(scope="module")
+def upstream(upstream_tree):
+    """The upstream folder: the real one when present, else the synthetic stand-in built to spec 2.1-2.4."""
+    return upstream_tree.root
 
 
 def family(folder: str) -> str:

@@ -100,7 +100,7 @@ def test_protocol_oracle_predictions_identical_per_backend(oracle, backend, tmp_
                    "--weights", str(d / "models"), "--weights-name", "weights.caffemodel", "--out", str(tmp_path),
                    "--no-progress", "--batch", "3", "--assets-mirror", str(tmp_path / "no-network"),
                    "--backend", backend,
-                   "--folds", ",".join(str(f["fold"]) for f in expected[folder]["folds"])])  # mini set: fold 0
+                   "--folds", ",".join(str(f["fold"]) for f in expected[folder]["folds"])])
     assert rc == 0
     assert assert_predictions_equal_caffes(tmp_path, folder, expected[folder]) > 0
 

@@ -23,7 +23,7 @@ def proto(oracle):
 
 
 def _folds(expected, folder):
-    """The test folds the oracle in use holds for that model (all five in the full set, fold 0 in the mini set)."""
+    """The test folds the oracle holds for that model (all five, in the full and in the mini set)."""
     return [f["fold"] for f in expected[folder]["folds"]]
 
 
@@ -33,8 +33,6 @@ def scored(proto, tmp_path_factory):
     d, expected = proto
     out = {}
     for folder, (table, row, col) in MODELS.items():
-        if folder not in expected:
-            continue        # the mini oracle holds one cell
         o = tmp_path_factory.mktemp(folder)
         folds = ",".join(map(str, _folds(expected, folder)))
         rc = run.main(["--table", str(table), "--row", row, "--col", col, "--lmdb", str(d), "--means", str(d),
@@ -78,9 +76,6 @@ def test_five_fold_means_and_summed_confusion_matrices_equal_upstream(folder, pr
     d, expected = proto
     need(d.parent, f"protocol/models/{folder}")
     exp = expected[folder]
-    if "all_folds" not in exp:
-        pytest.skip("not in the mini Caffe oracle: the five-fold summaries of protocol/expected.json "
-                    "(folds 1-4; only in the full set: ../shared/caffe-oracle or CAFFE_ORACLE_DIR)")
     cell, _ = scored[folder]
     keymap = {"acc": "acco", "one_off": "1offo", "acc_single": "acc", "one_off_single": "1off",
               "acc_centre": "acc_center", "one_off_centre": "1off_center"}
@@ -101,10 +96,8 @@ def test_the_ten_crops_match_caffe_crop_by_crop(proto):
     from converters.formats import read_mean
     checked = 0
     for folder, (table, row, col) in MODELS.items():
-        if folder not in expected:
-            continue        # the mini oracle holds one cell
         cell = grid.cell(table, row, col)
-        ef = expected[folder]["folds"][-1]      # fold 4 in the full set, fold 0 in the mini set
+        ef = expected[folder]["folds"][-1]      # fold 4
         k = ef["fold"]
         model = converters.load_caffe(str(d / "models" / folder / "deploy.prototxt"),
                                       str(d / "models" / folder / f"models_test_is_{k}" / "weights.caffemodel"),
@@ -117,4 +110,4 @@ def test_the_ten_crops_match_caffe_crop_by_crop(proto):
             np.testing.assert_allclose(p.crops[n], im["prob_10crop"], atol=PROB_TOL, rtol=0)
             np.testing.assert_allclose(p.prob_single[n], im["prob_single_bottomright"], atol=PROB_TOL, rtol=0)
             np.testing.assert_allclose(p.prob_centre[n], im["prob_single_center"], atol=PROB_TOL, rtol=0)
-    assert checked >= 1
+    assert checked == len(MODELS)

@@ -29,7 +29,7 @@ def _within(ours, ref, rtol=1e-4, atol=1e-5):
 # ---------------------------------------------------------------------------- Net vs real Caffe
 @pytest.mark.parametrize("name", NETS)
 def test_forward_blobs_equal_caffe(oracle, name):
-    need(oracle, f"nets/{name}/weights.caffemodel")
+    need(oracle, f"nets/{name}/weights.caffemodel", f"nets/{name}/blobs.npz")
     folder = oracle / "nets" / name
     meta = json.loads((folder / "fixture.json").read_text())
     net = caffe.Net(str(folder / "deploy.prototxt"), caffe.TEST, weights=str(folder / "weights.caffemodel"))

@@ -240,7 +240,12 @@ def test_cuda_request_without_cuda_is_a_usage_error(capsys):
     assert "no CUDA device" in capsys.readouterr().err
 
 
-def test_adience_input_uses_the_upstream_fold_lists_and_reports_missing_images(layout, upstream, loads, capsys):
+def test_adience_input_uses_the_upstream_fold_lists_and_reports_missing_images(layout, upstream_pins, loads, capsys):
+    """The fold list comes through the asset store from the upstream mirror (the real files, else the
+    stand-in with its manifest)."""
+    upstream = upstream_pins.root
+    n = len((upstream / "folds/train_val_txt_files_per_fold/test_fold_is_0/age_test.txt").read_text().splitlines())
+    assert n == (upstream_pins.facts["lists"][("i", 0, "age", "test")] if upstream_pins.synthetic else 4316)
     (layout / "adience" / "aligned").mkdir(parents=True)
     rc = run.main(["--table", "2", "--row", "i", "--col", "A", "--folds", "0", "--adience", str(layout / "adience"),
                    "--means", str(layout / "means"), "--weights", str(layout / "weights"), "--out",
@@ -248,7 +253,7 @@ def test_adience_input_uses_the_upstream_fold_lists_and_reports_missing_images(l
                    str(layout / "assets")])
     assert rc == 2
     err = capsys.readouterr().err
-    # fold 0 [i] age test list: 4316 faces, looked up under aligned/<user>/landmark_aligned_face.*
-    assert "4316 of the 4316 Adience images listed in" in err and "test_fold_is_0/age_test.txt" in err
+    # fold 0 [i] age test list (4316 faces upstream), looked up under aligned/<user>/landmark_aligned_face.*
+    assert f"{n} of the {n} Adience images listed in" in err and "test_fold_is_0/age_test.txt" in err
     assert str(layout / "adience" / "aligned") in err and "landmark_aligned_face." in err
     assert loads == []

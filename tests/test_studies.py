@@ -433,9 +433,11 @@ def test_mtl2022_from_lmdbs_with_ten_crops(adience, tmp_path, capsys):
     assert json.loads((out / "results.json").read_text())["settings"]["test_crops"] == 10
 
 
-def test_transfer_backbone_cut_on_the_2017_nets(upstream):
+def test_transfer_backbone_cut_on_the_2017_nets(upstream_tree):
     """Default cut = the last 4-D blob (include_top=False): GoogLeNet's auxiliary heads are pruned, the
-    trailing dropout of the classifier is left out."""
+    trailing dropout of the classifier is left out.  The 2017 deploys are the real ones, else the
+    stand-in's (same families, tests/upstream_standin.py)."""
+    upstream = upstream_tree.root
     from converters.formats import filter_net, read_net
     cases = {"age_fromscratch_googlenet": "pool5/7x7_s1", "age_fromscratch_caffereference": "pool5",
              "age_net_definitions": "pool5"}

@@ -1,6 +1,7 @@
 """``run.py --train`` (reproduce/train.py): upstream path rewriting, the paper's schedule, Q-G1, starting
 points, missing inputs, and one full-size AdienceNet fold trained end to end on tiny LMDBs (2 iterations of
-batch 1), resumed, and evaluated by run.py's table machinery."""
+batch 1), resumed, and evaluated by run.py's table machinery.  The upstream prototxts are the real ones when
+present, else the synthetic stand-in's (tests/upstream_standin.py: the same families, paths and quirks)."""
 import csv
 import json
 import re
@@ -16,6 +17,12 @@ from converters.net import with_automatic_tops
 from reproduce import grid, run, train
 
 FOLDER = "age_net_definitions"  # Table 2 [i] A: scratch, 227 crops of 256x256 LMDB images
+
+
+@pytest.fixture
+def upstream(upstream_pins):
+    """The upstream folder (real, else the stand-in), its manifest in force for run.py's asset store."""
+    return upstream_pins.root
 
 
 def cli(argv) -> int:
@@ -74,8 +81,10 @@ def test_unmappable_paths_name_file_and_line(upstream):
     line = next(i for i, l in enumerate(bad.split("\n"), 1) if "elsewhere" in l)
     with pytest.raises(train.TrainError, match=rf"{re.escape(str(f))}:{line}: cannot map source"):
         train.rewrite_train_val(bad, **kw)
-    with pytest.raises(train.TrainError, match=r":14: cannot map mean_file"):
-        train.rewrite_train_val(text.replace("mean.binaryproto", "mean.npy", 1), **kw)
+    bad = text.replace("mean.binaryproto", "mean.npy", 1)
+    line = next(i for i, l in enumerate(bad.split("\n"), 1) if "mean.npy" in l)
+    with pytest.raises(train.TrainError, match=rf":{line}: cannot map mean_file"):
+        train.rewrite_train_val(bad, **kw)
     with pytest.raises(train.TrainError, match="is for fold 3"):
         train.rewrite_train_val(text.replace("Test_fold_is_2/age_train", "Test_fold_is_3/age_train"), **kw)
     with pytest.raises(train.TrainError, match=r"reads the \[r\] data"):

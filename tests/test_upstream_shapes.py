@@ -1,5 +1,7 @@
 """The paper's 38 upstream deploy nets (full size, no weights) build and give Caffe's shapes,
 and the upstream train_val nets convert for training (Data layers become inputs, losses flow).
+Without the real files they run on the synthetic stand-in's nets (tests/upstream_standin.py), written
+from the spec's description of the four families; the expected shapes follow from those architectures.
 """
 import numpy as np
 import pytest
@@ -18,6 +20,12 @@ FAMILIES = {
     "vgg16": {"conv1_1": 224, "pool1": 112, "pool2": 56, "pool3": 28, "pool4": 14, "pool5": 7},
 }
 FC6_INPUT = {"net_definitions": 18816, "caffereference": 9216, "vgg16": 25088}
+
+
+@pytest.fixture(scope="module")
+def upstream(upstream_tree):
+    """The upstream folder: the real one when present, else the synthetic stand-in built to spec 2.1-2.4."""
+    return upstream_tree.root
 
 
 def _family(folder: str) -> str:
