@@ -303,8 +303,9 @@ class Runner:
 
 def run_table(args) -> int:
     """The table mode on parsed options: score the selected cells' fold models (``--fetch-assets``
-    and ``--list`` first); 0 done, 2 bad options or missing inputs.  ``run.py --train`` calls it
-    with the training run's options to evaluate what it trained."""
+    and ``--list`` first); 0 done, 2 bad options or missing inputs.  The train mode calls it on the
+    table parser's reading of its "evaluate later" command (:func:`reproduce.train.eval_args`) to
+    score what it trained."""
     try:
         validate(args)
         store = AssetStore(args.assets_dir, args.assets_mirror, progress=False if args.no_progress else None)
