@@ -1,10 +1,11 @@
 """Caffemodel weights in and out of a net: Caffe's Net::CopyTrainedLayersFrom and Net::ToProto.
 
 What it owns: the one copy of blobs by layer name (with Caffe's count and shape checks) and the
-one streaming caffemodel writer, for every net that lists its learnable blobs: a
+one caffemodel writer of a net's weights, for every net that lists its learnable blobs: a
 :class:`~converters.net.CaffeNet` (each layer's module's ``blobs()``) or any net with
-``net_param`` and ``param_specs()`` (the solver accepts such nets).  File-level reading and the
-blob encoder are :mod:`converters.formats`'.
+``net_param`` and ``param_specs()`` (the solver accepts such nets).  File-level reading, the
+layer-record and blob encoders are :mod:`converters.formats`' (``read_weight_layers``,
+``write_layer``).
 """
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ import io
 import numpy as np
 import torch
 
-from .formats import CaffeFormatError, atomic_writer
-from .formats.fastweights import blob_chunks, field_header, read_weight_layers
+from .formats import CaffeFormatError, atomic_writer, read_weight_layers, write_layer
 from .formats.prototxt import upgrade_net
 from .outputs import check_output_file
 from .proto import caffe_pb2 as pb
@@ -86,7 +86,7 @@ def _as_weights(caffemodel: pb.NetParameter) -> pb.NetParameter:
 def _weight_layers(caffemodel):
     """(name, [(legacy, dims, values)]) per caffemodel layer, in file order.
 
-    Paths are read straight from the wire format (``formats.fastweights``: disk speed, memory ~
+    Paths are read straight from the wire format (``formats.read_weight_layers``: disk speed, memory ~
     file size), which does not say whether 4-D dims were legacy fields; ``NetParameter``s keep
     Caffe's exact rule.
     """
@@ -156,13 +156,8 @@ def write_caffemodel(model, fh) -> None:
         bare = pb.LayerParameter()
         bare.CopyFrom(layer)
         bare.ClearField("blobs")
-        pieces = [bare.SerializeToString()]
-        for param in blobs:
-            parts, n = blob_chunks(param.detach().cpu().float().contiguous().numpy())
-            pieces += [field_header(7, n)] + parts          # LayerParameter.blobs = 7
-        fh.write(field_header(100, sum(len(p) for p in pieces)))   # NetParameter.layer = 100
-        for piece in pieces:
-            fh.write(piece)
+        write_layer(fh, bare.SerializeToString(),
+                    [param.detach().cpu().float().contiguous().numpy() for param in blobs])
 
 
 def caffemodel_bytes(model) -> bytes:
