@@ -57,6 +57,14 @@ class WireBlob:
     raw: list = field(default_factory=list)        # NVIDIA Caffe raw_data (12) chunks
     raw_type: int | None = None                    # NVIDIA Caffe raw_data_type (10)
 
+    def declared(self) -> tuple[bool, tuple]:
+        """``(legacy, dims)`` as the blob states them, what Caffe's ``Blob::ShapeEquals`` compares:
+        the legacy num/channels/height/width when any of them is present (absent ones 0), else
+        ``shape.dim`` (empty when the blob has no shape)."""
+        if self.legacy:
+            return True, tuple(self.legacy.get(k, 0) for k in (1, 2, 3, 4))
+        return False, tuple(self.dims)
+
     def to_array(self) -> np.ndarray:
         if self.raw:
             return raw_blob_array(b"".join(self.raw), self.raw_type, self._shape(None))

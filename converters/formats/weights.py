@@ -20,7 +20,7 @@ Wire facts used (caffe.proto): NetParameter ``name`` = 1, ``layer`` = 100 (Layer
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -107,10 +107,13 @@ def _is_repeated(fd) -> bool:
 # ------------------------------------------------------------------ straight from the wire
 @dataclass
 class LayerWeights:
-    """One layer of a caffemodel: its name, Caffe type string and parameter blobs."""
+    """One layer of a caffemodel: its name, Caffe type string and parameter blobs; ``declared`` holds
+    each blob's ``(legacy, dims)`` as the file states them (legacy num/channels/height/width or
+    ``shape``), for Caffe's shape check when the blobs are copied into a net."""
     name: str
     type: str
     blobs: list[np.ndarray]
+    declared: list[tuple[bool, tuple]] = field(default_factory=list)
 
 
 def _parse_layer(src, end: int, v1: bool) -> LayerWeights:
@@ -145,13 +148,14 @@ def _parse_layer(src, end: int, v1: bool) -> LayerWeights:
             skip_field(src, wt, fnum, end)
     if src.pos != end:
         raise _LayerCorrupt(name, "layer overruns its enclosing message")
-    out = []
+    out, declared = [], []
     for blob in blobs:
         try:
             out.append(blob.to_array())
+            declared.append(blob.declared())
         except Corrupt as exc:
             raise _LayerCorrupt(name, str(exc)) from None
-    return LayerWeights(name, typ, out)
+    return LayerWeights(name, typ, out, declared)
 
 
 class _LayerCorrupt(Exception):

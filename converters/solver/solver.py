@@ -49,7 +49,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from ..formats import read_net, read_solver, read_weights
+from ..formats import read_net, read_solver
 from ..caffemodel import copy_trained_layers
 from ..layers import ConversionError
 from ..net import ParamSpec, share_trained_layers
@@ -364,10 +364,7 @@ class Solver:
     def copy_trained_layers(self, weights):
         """Caffe's CopyTrainedLayersFrom (:func:`converters.caffemodel.copy_trained_layers`: blobs
         copied by layer name, counts and shapes must match)."""
-        if isinstance(weights, pb.NetParameter):
-            copy_trained_layers(self.net, weights, "<caffemodel>")
-        else:
-            copy_trained_layers(self.net, read_weights(weights), weights)
+        copy_trained_layers(self.net, weights if isinstance(weights, pb.NetParameter) else os.fspath(weights))
 
     # ------------------------------------------------------------------ learning rate
     def learning_rate(self, iteration: int | None = None) -> float:
