@@ -121,14 +121,20 @@ def _fill_one(filler, tensor):
 
 def fill_layers(model: CaffeNet, names, skip=()) -> None:
     """Initialise the blobs of the named layers with their Caffe fillers (except params in ``skip``,
-    a set of ``id(param)``)."""
+    a set of ``id(param)``).
+
+    A shared blob is filled once, by its owner's filler: in Caffe the sharing layer's blob is
+    replaced by the owner's (``ShareData``), so the sharer's filler never shows (the solver's
+    fill over ``param_specs()``, owners only, gives the same)."""
     layers = model.caffe_layers
+    done = set(skip)
     with torch.no_grad():
-        for name in names:
+        for name in names:              # layer order: an owner comes before the layers sharing its blob
             module = layers[name]
             for param, filler in zip(module.blobs(), module.blob_fillers):
-                if id(param) not in skip:
+                if id(param) not in done:
                     _fill_one(filler, param.data)
+                    done.add(id(param))
 
 
 # ------------------------------------------------------------------ model.pt
