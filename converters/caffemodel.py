@@ -1,10 +1,11 @@
 """Caffemodel weights in and out of a net: Caffe's Net::CopyTrainedLayersFrom and Net::ToProto.
 
 What it owns: the one copy of blobs by layer name (with Caffe's count and shape checks) and the
-one streaming caffemodel writer, for every net that lists its learnable blobs: a
+one caffemodel writer of a net's weights, for every net that lists its learnable blobs: a
 :class:`~converters.net.CaffeNet` (each layer's module's ``blobs()``) or any net with
-``net_param`` and ``param_specs()`` (the solver accepts such nets).  File-level reading and the
-blob encoder are :mod:`converters.formats`'.
+``net_param`` and ``param_specs()`` (the solver accepts such nets).  File-level reading, the
+layer-record and blob encoders are :mod:`converters.formats`' (``read_weight_layers``,
+``write_layer``).
 """
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ import io
 import numpy as np
 import torch
 
-from .formats import CaffeFormatError, atomic_writer
-from .formats.fastweights import blob_chunks, field_header, read_weight_layers
+from .formats import CaffeFormatError, atomic_writer, read_weight_layers, write_layer
 from .formats.prototxt import upgrade_net
 from .outputs import check_output_file
 from .proto import caffe_pb2 as pb
@@ -58,10 +58,10 @@ def shape_equals(blob: pb.BlobProto, shape) -> bool:
     return _dims_match(legacy, tuple(int(d) for d in dims), tuple(int(d) for d in shape))
 
 
-def _dims_match(legacy, dims: tuple, shape: tuple) -> bool:
-    """``legacy``: True (num/channels/height/width fields), False (``shape`` field), None (unknown:
-    4-D dims are then given the legacy treatment)."""
-    if legacy is False or len(dims) != 4:
+def _dims_match(legacy: bool, dims: tuple, shape: tuple) -> bool:
+    """``legacy``: the blob states num/channels/height/width (compared with the shape padded to
+    4-D), else its ``shape`` (compared as is)."""
+    if not legacy:
         return dims == shape
     return len(shape) <= 4 and (1,) * (4 - len(shape)) + shape == dims
 
@@ -86,9 +86,9 @@ def _as_weights(caffemodel: pb.NetParameter) -> pb.NetParameter:
 def _weight_layers(caffemodel):
     """(name, [(legacy, dims, values)]) per caffemodel layer, in file order.
 
-    Paths are read straight from the wire format (``formats.fastweights``: disk speed, memory ~
-    file size), which does not say whether 4-D dims were legacy fields; ``NetParameter``s keep
-    Caffe's exact rule.
+    Paths are read straight from the wire format (``formats.read_weight_layers``: disk speed,
+    memory ~ file size), which keeps each blob's declared dims and whether they were legacy
+    fields, so both sources get Caffe's exact shape rule.
     """
     if isinstance(caffemodel, pb.NetParameter):
         for layer in _as_weights(caffemodel).layer:
@@ -100,13 +100,14 @@ def _weight_layers(caffemodel):
             yield layer.name, blobs
         return
     for layer in read_weight_layers(caffemodel):
-        yield layer.name, [(None, tuple(arr.shape), arr) for arr in layer.blobs]
+        yield layer.name, [(legacy, dims, arr) for (legacy, dims), arr in zip(layer.declared, layer.blobs)]
 
 
 def copy_trained_layers(model, caffemodel, source=None) -> set[str]:
     """Caffe's Net::CopyTrainedLayersFrom: copy blobs by layer name, return the names loaded.
 
-    ``caffemodel``: a path or a ``NetParameter``.  Layers of the caffemodel that the net lacks
+    ``caffemodel``: a path (read straight from the wire: fast, memory ~ file size) or a
+    ``NetParameter``; both get the same checks.  Layers of the caffemodel that the net lacks
     are ignored ("Ignoring source layer"); the first net layer of that name receives the blobs.
     Caffe's ``CHECK_EQ(target_blobs.size(), source_layer.blobs_size())`` holds for every matched
     layer, a caffemodel layer with *zero* blobs included (so a layer saved without its weights is
@@ -156,13 +157,8 @@ def write_caffemodel(model, fh) -> None:
         bare = pb.LayerParameter()
         bare.CopyFrom(layer)
         bare.ClearField("blobs")
-        pieces = [bare.SerializeToString()]
-        for param in blobs:
-            parts, n = blob_chunks(param.detach().cpu().float().contiguous().numpy())
-            pieces += [field_header(7, n)] + parts          # LayerParameter.blobs = 7
-        fh.write(field_header(100, sum(len(p) for p in pieces)))   # NetParameter.layer = 100
-        for piece in pieces:
-            fh.write(piece)
+        write_layer(fh, bare.SerializeToString(),
+                    [param.detach().cpu().float().contiguous().numpy() for param in blobs])
 
 
 def caffemodel_bytes(model) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from pathlib import Path
 
 import torch
 
@@ -18,6 +17,7 @@ from .caffemodel import (caffemodel_bytes, copy_trained_layers, save_caffemodel,
                          write_caffemodel)
 from .fillers import fill
 from .formats import CaffeFormatError, atomic_writer, filter_net, read_net
+from .formats.files import describe_magic, open_binary
 from .formats.prototxt import upgrade_net
 from .layers import ConversionError
 from .net import CaffeNet, phase_name
@@ -121,14 +121,20 @@ def _fill_one(filler, tensor):
 
 def fill_layers(model: CaffeNet, names, skip=()) -> None:
     """Initialise the blobs of the named layers with their Caffe fillers (except params in ``skip``,
-    a set of ``id(param)``)."""
+    a set of ``id(param)``).
+
+    A shared blob is filled once, by its owner's filler: in Caffe the sharing layer's blob is
+    replaced by the owner's (``ShareData``), so the sharer's filler never shows (the solver's
+    fill over ``param_specs()``, owners only, gives the same)."""
     layers = model.caffe_layers
+    done = set(skip)
     with torch.no_grad():
-        for name in names:
+        for name in names:              # layer order: an owner comes before the layers sharing its blob
             module = layers[name]
             for param, filler in zip(module.blobs(), module.blob_fillers):
-                if id(param) not in skip:
+                if id(param) not in done:
                     _fill_one(filler, param.data)
+                    done.add(id(param))
 
 
 # ------------------------------------------------------------------ model.pt
@@ -156,22 +162,12 @@ _EXPECTED_PT = "expected a model.pt written by 'python -m converters convert'"
 def _check_converted_magic(path) -> None:
     """Say what a file is when it is clearly not a torch.save file (zip since torch 1.6, or a
     legacy pickle), before torch's loader prints its unsafe-load advice about it."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as fh:
-            head = fh.read(64)
-    except FileNotFoundError:
-        raise CaffeFormatError(path, "file not found") from None
-    except IsADirectoryError:
-        raise CaffeFormatError(path, f"is a folder; {_EXPECTED_PT}") from None
-    except OSError as exc:
-        raise CaffeFormatError(path, f"cannot read: {exc.strerror}") from None
+    with open_binary(path, "a model.pt written by 'python -m converters convert'") as fh:
+        head = fh.read(64)
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
         return
     if not head:
         raise CaffeFormatError(path, f"empty file; {_EXPECTED_PT}")
-    from .formats.fastweights import describe_magic
-
     what = describe_magic(head)
     if what is None and (head[:1] in (b"\x0a", b"\x12") or head[:2] == b"\xa2\x06"):
         what = ("a Caffe caffemodel (convert it first: python -m converters convert "

@@ -67,3 +67,62 @@ def test_solver_copies_weights_by_the_same_rule(tmp_path):
     weights.layer[1].ClearField("blobs")
     with pytest.raises(CaffeFormatError, match="incompatible number of blobs"):
         solver.copy_trained_layers(weights)
+
+
+def _one_ip_blob(tmp_path, declare):
+    """A caffemodel whose ``ip`` layer holds a 4 x 3 weight declared by ``declare(blob)``."""
+    weights = parse_weights(caffemodel_bytes(_net()))
+    blob = weights.layer[1].blobs[0]
+    blob.ClearField("shape")
+    declare(blob)
+    path = tmp_path / "declared.caffemodel"
+    path.write_bytes(weights.SerializeToString())
+    return weights, path
+
+
+@pytest.mark.parametrize("declare,ok", [
+    (lambda b: b.shape.dim.extend([4, 3]), True),
+    (lambda b: setattr(b, "height", 4) or setattr(b, "width", 3) or setattr(b, "num", 1)
+     or setattr(b, "channels", 1), True),                       # legacy 1 x 1 x 4 x 3: Caffe accepts
+    (lambda b: b.shape.dim.extend([1, 1, 4, 3]), False),        # a 4-D *shape*: Caffe refuses
+    (lambda b: None, False),                                    # no dims at all: Caffe refuses
+], ids=["shape", "legacy-4d", "shape-4d", "no-dims"])
+def test_path_and_netparameter_get_caffes_shape_rule_alike(tmp_path, declare, ok):
+    """A path is read from the wire (fast), a NetParameter through protobuf: same verdict."""
+    weights, path = _one_ip_blob(tmp_path, declare)
+    for source in (weights, str(path)):
+        net = _net()
+        if ok:
+            assert "ip" in copy_trained_layers(net, source)
+        else:
+            with pytest.raises(CaffeFormatError, match="cannot copy param 0 weights; shape mismatch"):
+                copy_trained_layers(net, source)
+
+
+def test_solver_and_pycaffe_read_weight_paths_through_the_one_copy(tmp_path, monkeypatch):
+    import converters.caffemodel as caffemodel
+    from converters import pycaffe
+
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(caffemodel_bytes(_net()))
+    read = []
+    real = caffemodel.read_weight_layers
+    monkeypatch.setattr(caffemodel, "read_weight_layers", lambda p: read.append(str(p)) or real(p))
+    proto = tmp_path / "net.prototxt"
+    proto.write_text(NET)
+    net = pycaffe.Net(str(proto), pycaffe.TEST)
+    net.copy_from(str(path))
+    converters.load_caffe(parse_net(NET), str(path))
+    from google.protobuf import text_format
+
+    from converters.solver import Solver
+    text = NET.replace('top: "data" input_param { shape { dim: 2 dim: 3 } } }',
+                       'top: "data" top: "label" input_param { shape { dim: 2 dim: 3 } shape { dim: 2 } } }')
+    text += 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip2" bottom: "label" top: "loss" }\n'
+    param = text_format.Parse('base_lr: 0.1 lr_policy: "fixed" max_iter: 1 display: 0 snapshot_prefix: "s"',
+                              pb.SolverParameter())
+    param.net_param.CopyFrom(parse_net(text))
+    solver = Solver(param, root=tmp_path, weights="w.caffemodel", progress=False, verbose=False, log_csv=False,
+                    plot=False, train_data=lambda: {"data": torch.zeros(2, 3), "label": torch.zeros(2)})
+    assert read == [str(path)] * 3
+    assert torch.equal(solver.net.caffe_layers["ip"].weight.detach(), net._model.caffe_layers["ip"].weight.detach())

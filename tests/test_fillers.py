@@ -128,3 +128,40 @@ def test_layer_fillers_defaults():
     layer = pb.LayerParameter(type="InnerProduct")
     weight, bias = layer_fillers(layer)
     assert weight.type == "constant" and bias.type == "constant"
+
+
+SHARED = """
+name: "shared"
+layer { name: "data" type: "Input" top: "data" top: "label" input_param { shape { dim: 2 dim: 3 } shape { dim: 2 } } }
+layer { name: "a" type: "InnerProduct" bottom: "data" top: "a" param { name: "w" }
+        inner_product_param { num_output: 3 bias_term: false weight_filler { type: "constant" value: 1 } } }
+layer { name: "b" type: "InnerProduct" bottom: "a" top: "b" param { name: "w" }
+        inner_product_param { num_output: 3 bias_term: false weight_filler { type: "constant" value: 2 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "b" bottom: "label" top: "loss" }
+"""
+
+
+def test_a_shared_blob_gets_its_owners_filler_in_convert_and_solver(tmp_path):
+    """Caffe: the sharing layer's blob is replaced by the owner's (ShareData), so the owner's filler
+    shows; the conversion and the solver fill through converters.fillers alike."""
+    import converters
+    from converters.formats import parse_net
+    from converters.solver import Solver
+
+    net = converters.load_caffe(parse_net(SHARED), phase="train")
+    assert net.caffe_layers["b"].weight is net.caffe_layers["a"].weight
+    assert torch.equal(net.caffe_layers["a"].weight.detach(), torch.ones(3, 3))
+    param = pb.SolverParameter(base_lr=0.1, lr_policy="fixed", max_iter=1, display=0, snapshot_prefix="s")
+    param.net_param.CopyFrom(parse_net(SHARED))
+    solver = Solver(param, root=tmp_path, progress=False, verbose=False, log_csv=False, plot=False,
+                    train_data=lambda: {"data": torch.zeros(2, 3), "label": torch.zeros(2)})
+    assert torch.equal(solver.net.caffe_layers["b"].weight.detach(), torch.ones(3, 3))
+
+
+def test_fillers_module_does_not_import_the_solver():
+    import subprocess
+    import sys
+    code = ("import sys, converters.fillers, converters.convert; "
+            "print(sorted(m for m in sys.modules if m.startswith('converters.solver')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,4 +1,5 @@
-"""The wire-format caffemodel reader/writer (converters.formats.fastweights) against protobuf."""
+"""The wire-format caffemodel reader/writer (converters.formats.weights' read_weight_layers /
+write_weight_arrays, blobs from converters.formats.blobs) against protobuf."""
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 from converters.formats import (CaffeFormatError, array_to_blob, blob_to_array, read_weight_arrays,
                                 read_weight_layers, read_weights, write_weight_arrays)
-from converters.formats import fastweights
+from converters.formats import weights, wire
 from converters.formats.fastweights import encode_blob
 from converters.proto import caffe_pb2 as pb
 
@@ -36,7 +37,7 @@ def assert_same_arrays(got, ref):
 @pytest.mark.parametrize("small", [0, 1 << 40], ids=["streamed", "in-memory"])
 def test_equals_protobuf_for_every_oracle_caffemodel(oracle, monkeypatch, small):
     # small=0: every layer/blob is walked field by field on the file; huge: decoded in memory
-    monkeypatch.setattr(fastweights, "_SMALL", small)
+    monkeypatch.setattr(weights, "_SMALL", small)
     for path in oracle_caffemodels(oracle):
         net, ref = reference_arrays(path)
         got = read_weight_arrays(path)
@@ -61,25 +62,25 @@ def _serialize_layer(name, typ, blob_bytes):
     return net
 
 
-def _key(field, wire):
-    return fastweights._key(field, wire)
+def _key(field, wiretype):
+    return wire.field_key(field, wiretype)
 
 
 def test_non_packed_repeated_floats_and_dims(tmp_path):
     # Legal protobuf that Caffe never writes: data as one (tag, float) pair per value, dims
     # as individual varints, and two packed chunks that must be concatenated.
     values = np.arange(12, dtype=np.float32) * 0.5 - 2
-    body = b"".join(_key(1, 0) + fastweights._enc_varint(d) for d in (3, 4))
-    blob = _key(7, 2) + fastweights._enc_varint(len(body)) + body
+    body = b"".join(_key(1, 0) + wire.encode_varint(d) for d in (3, 4))
+    blob = _key(7, 2) + wire.encode_varint(len(body)) + body
     blob += b"".join(_key(5, 5) + v.tobytes() for v in values[:7])
-    blob += _key(5, 2) + fastweights._enc_varint(8) + values[7:9].tobytes()
+    blob += _key(5, 2) + wire.encode_varint(8) + values[7:9].tobytes()
     blob += b"".join(_key(5, 5) + v.tobytes() for v in values[9:])
     net = _serialize_layer("ip", "InnerProduct", [bytes(blob)])
     path = tmp_path / "unpacked.caffemodel"
     # write the message in its non-packed form: build the bytes by hand
     layer_body = (_key(1, 2) + b"\x02ip" + _key(2, 2) + b"\x0cInnerProduct"
-                  + _key(7, 2) + fastweights._enc_varint(len(blob)) + blob)
-    path.write_bytes(_key(100, 2) + fastweights._enc_varint(len(layer_body)) + layer_body)
+                  + _key(7, 2) + wire.encode_varint(len(blob)) + blob)
+    path.write_bytes(_key(100, 2) + wire.encode_varint(len(layer_body)) + layer_body)
     ref = read_weights(path)
     assert ref == net  # protobuf reads the same message
     got = read_weight_arrays(path)
@@ -174,7 +175,7 @@ def test_every_truncation_is_an_error_naming_the_file(oracle, tmp_path, monkeypa
     src = (oracle / "solver/sgd_step_itersize2/init.caffemodel").read_bytes()
     path = tmp_path / "cut.caffemodel"
     for small in (0, 1 << 40):
-        monkeypatch.setattr(fastweights, "_SMALL", small)
+        monkeypatch.setattr(weights, "_SMALL", small)
         for cut in sorted(set(np.linspace(1, len(src) - 1, 40).astype(int))):
             path.write_bytes(src[:cut])
             with pytest.raises(CaffeFormatError) as err:

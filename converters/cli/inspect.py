@@ -24,7 +24,7 @@ import numpy as np
 
 from ..formats import (CaffeFormatError, filter_net, lmdb_info, read_blob, read_mean, read_net,
                        read_solver, read_weight_layers)
-from ..formats.fastweights import describe_magic
+from ..formats.files import describe_magic
 from ..formats.prototxt import _NET_KEYS, _SOLVER_KEYS
 from ..formats.weights import _is_repeated
 

@@ -1,8 +1,10 @@
-"""Files on disk for the format readers and writers: reading a whole binary file with one clear
-error per failure, and atomic writes (a temporary file beside the target, renamed over it).
+"""Files on disk for the format readers and writers: opening or reading a whole file with one
+clear error per failure, naming what a file obviously is from its first bytes, and atomic writes
+(a temporary file beside the target, renamed over it).
 
-What it owns: nothing Caffe-specific; every writer of the package (caffemodels, means, LMDB
-side files, solver states) goes through :func:`atomic_writer`.
+What it owns: no message formats; every writer of the package (caffemodels, means, LMDB side
+files, solver states, logs) goes through :func:`atomic_writer`, every binary reader opens its
+file through :func:`open_binary`.
 """
 from __future__ import annotations
 
@@ -14,15 +16,42 @@ from pathlib import Path
 from .errors import CaffeFormatError
 
 
-def read_binary(path) -> bytes:
+def open_binary(path, expected: str = "a binary protobuf file"):
+    """``open(path, "rb")`` with one clear error naming the file (missing, a folder, unreadable);
+    ``expected`` says what the folder should have been."""
     try:
-        return Path(path).read_bytes()
+        return open(Path(path), "rb")
     except FileNotFoundError:
         raise CaffeFormatError(path, "file not found") from None
     except IsADirectoryError:
-        raise CaffeFormatError(path, "is a directory, expected a binary protobuf file") from None
+        raise CaffeFormatError(path, f"is a directory, expected {expected}") from None
     except OSError as exc:
         raise CaffeFormatError(path, f"cannot read: {exc.strerror}") from None
+
+
+def read_binary(path, expected: str = "a binary protobuf file") -> bytes:
+    """The whole file's bytes (errors as :func:`open_binary`)."""
+    with open_binary(path, expected) as fh:
+        try:
+            return fh.read()
+        except OSError as exc:
+            raise CaffeFormatError(path, f"cannot read: {exc.strerror}") from None
+
+
+_MAGIC = {b"\xff\xd8\xff": "a JPEG image", b"\x89PNG": "a PNG image", b"\x89HDF": "an HDF5 file",
+          b"PK\x03\x04": "a zip archive (an .npz or a PyTorch checkpoint?)", b"\x1f\x8b": "gzip data",
+          b"\x93NUMPY": "a NumPy .npy file", b"GIF8": "a GIF image"}
+
+
+def describe_magic(head: bytes) -> str | None:
+    """What a file is, from its first bytes, when it is obviously not protobuf (else None)."""
+    for magic, what in _MAGIC.items():
+        if head.startswith(magic):
+            return what
+    stripped = head.lstrip()
+    if stripped.startswith((b"name", b"layer", b"input", b"#", b"net", b"base_lr", b"train_net")):
+        return "a text prototxt"
+    return None
 
 
 def current_umask() -> int:

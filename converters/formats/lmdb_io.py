@@ -332,7 +332,7 @@ class _LmdbWriter:
         self.tmp = Path(tempfile.mkdtemp(prefix="." + self.out.name + ".", suffix=".tmp",
                                          dir=self.out.parent))
         # mkdtemp makes 0700; the finished database gets a normal folder's mode
-        from .weights import current_umask
+        from .files import current_umask
         os.chmod(self.tmp, 0o777 & ~current_umask())
         self.map_size = 1 << 30
         try:
@@ -591,6 +591,6 @@ def compute_image_mean(lmdb_path, out_path=None) -> np.ndarray:
     # sum_blob.set_data(i, sum_blob.data(i) / count): float / int in float32
     mean = (total / np.float32(count)).astype(np.float32).reshape(shape)
     if out_path is not None:
-        from .weights import write_mean
+        from .blobs import write_mean
         write_mean(mean, out_path)
     return mean

@@ -8,7 +8,6 @@ and Caffe's NetState rule matching (``filter_net``).  No torch, no Adience knowl
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Iterable
 
 from google.protobuf import text_format
@@ -16,6 +15,7 @@ from google.protobuf.message import Message
 
 from ..proto import caffe_pb2 as pb
 from .errors import CaffeFormatError
+from .files import read_binary
 
 # V1LayerParameter.LayerType -> LayerParameter.type (Caffe's UpgradeV1LayerType).
 V1_TYPE_NAMES = {
@@ -110,15 +110,7 @@ def _layer_at(text: str, line) -> str | None:
 
 
 def _read_text(path) -> str:
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise CaffeFormatError(path, "file not found") from None
-    except IsADirectoryError:
-        raise CaffeFormatError(path, "is a directory, expected a text prototxt") from None
-    except OSError as exc:
-        raise CaffeFormatError(path, f"cannot read: {exc.strerror}") from None
+    raw = read_binary(path, "a text prototxt")
     if not raw.strip():
         raise CaffeFormatError(path, "empty file, expected a text prototxt")
     try:

@@ -39,7 +39,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from ..formats import filter_net, read_net, read_weights
+from ..formats import filter_net, read_net
 from ..layers import ConversionError
 from ..net import share_trained_layers
 from ..layers.data import InputLayer
@@ -504,10 +504,9 @@ class Net:
 
     def copy_from(self, path):
         """Caffe's Net::CopyTrainedLayersFrom: load a caffemodel's blobs by layer name."""
-        from ..convert import copy_trained_layers
+        from ..caffemodel import copy_trained_layers
 
-        source = path if isinstance(path, pb.NetParameter) else read_weights(os.fspath(path))
-        copy_trained_layers(self._model, source, path if not isinstance(path, pb.NetParameter) else None)
+        copy_trained_layers(self._model, path if isinstance(path, pb.NetParameter) else os.fspath(path))
 
     def save(self, path):
         """Write the weights as a caffemodel (Caffe's Net::ToProto + WriteProtoToBinaryFile)."""

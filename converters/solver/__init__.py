@@ -1,7 +1,11 @@
-"""Caffe-exact training: learning-rate policies, fillers, update rules, the Data layer and the Solver.
+"""Caffe-exact training: learning-rate policies, fillers, update rules, the Data layer, snapshots
+and the Solver.
 
 Generic (no dataset knowledge).  ``Solver(solver_prototxt_or_param, ...)`` trains nets built with
-``converters.load_caffe``; see :mod:`converters.solver.solver`.
+``converters.load_caffe``; see :mod:`converters.solver.solver` (the step loop).  One module per job:
+``solver`` (the loop), ``snapshot`` (snapshot files, restore, SIGINT/SIGHUP), ``feeds`` and
+``data_layer`` (batches), ``updates`` and ``lr_policy`` (ApplyUpdate), ``distributed``,
+``training_log``, ``errors``.  Fillers are :mod:`converters.fillers` (shared with the conversion).
 """
 from .data_layer import DataLayer, DataTransformer
 from ..fillers import fill

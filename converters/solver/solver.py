@@ -16,7 +16,9 @@ Caffe's ``UpdateSmoothedLoss`` (restarted by every ``step()`` call, like Caffe).
 Snapshots are Caffe files (``{prefix}_iter_{N}.caffemodel`` / ``.solverstate``) plus a small
 ``.solverstate.json`` sidecar holding what Caffe does not save (data-layer positions and RNG
 states), so :meth:`Solver.restore` continues bit-exactly; a real Caffe ``.solverstate`` without
-the sidecar is restored as Caffe does (data layers start from the first record).
+the sidecar is restored as Caffe does (data layers start from the first record).  The files, the
+restore and the SIGINT/SIGHUP actions are :mod:`converters.solver.snapshot`'s; this module owns
+the step loop and decides when they happen.
 
 ``device`` (opt-in): nets, history and every input batch live on that torch device; snapshots
 read tensors back with ``.cpu()``.  Only CPU is tested in this repository; CUDA is untested.
@@ -38,23 +40,17 @@ default KeyboardInterrupt stops the worker; torchrun stops the others) and write
 """
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
-from ..formats import (array_to_blob, atomic_write_bytes, blob_shape, blob_to_array, read_net, read_solver,
-                       read_weights)
-from ..formats.errors import CaffeFormatError
-from ..caffemodel import copy_trained_layers, save_caffemodel
+from ..formats import read_net, read_solver
+from ..caffemodel import copy_trained_layers
 from ..layers import ConversionError
 from ..net import ParamSpec, share_trained_layers
 from ..formats.prototxt import filter_net, upgrade_net
@@ -63,6 +59,7 @@ from .data_layer import DATA_LAYER_TYPES, DataLayer
 from ..fillers import fill, layer_fillers
 from .lr_policy import get_learning_rate
 from .updates import apply_update, make_rule
+from . import snapshot as snapshots
 
 log = logging.getLogger("converters.solver")
 
@@ -72,7 +69,7 @@ from .errors import SolverError  # noqa: E402,F401
 from .feeds import _as_batch_source, _NetFeed, _PeekedSource, _to_tensor  # noqa: E402,F401
 from .training_log import TrainingLog  # noqa: E402,F401
 
-SIDECAR_FORMAT = "converters.solver resume state"
+SIDECAR_FORMAT = snapshots.SIDECAR_FORMAT   # the name's old home
 _f32 = np.float32
 
 
@@ -179,7 +176,8 @@ class Solver:
         self._window: list = []
         self.last_lr = None
         self.test_results: list[tuple[int, list[dict]]] = []
-        self._stop_requested = False
+        # Ctrl-C / SIGHUP during step(); not in data-parallel runs (torchrun stops the workers)
+        self.signals = snapshots.SignalActions(self._say, enabled=self.world_size <= 1)
 
         if p.random_seed >= 0:
             torch.manual_seed(int(p.random_seed) + self.rank)
@@ -366,10 +364,7 @@ class Solver:
     def copy_trained_layers(self, weights):
         """Caffe's CopyTrainedLayersFrom (:func:`converters.caffemodel.copy_trained_layers`: blobs
         copied by layer name, counts and shapes must match)."""
-        if isinstance(weights, pb.NetParameter):
-            copy_trained_layers(self.net, weights, "<caffemodel>")
-        else:
-            copy_trained_layers(self.net, read_weights(weights), weights)
+        copy_trained_layers(self.net, weights if isinstance(weights, pb.NetParameter) else os.fspath(weights))
 
     # ------------------------------------------------------------------ learning rate
     def learning_rate(self, iteration: int | None = None) -> float:
@@ -387,7 +382,7 @@ class Solver:
         loss = _f32(0)
         with torch.no_grad():
             for _ in range(n_iter):
-                if self._stop_requested:
+                if self.signals.stop_requested:
                     return None
                 blobs = net.forward_blobs(feed())
                 if self.param.test_compute_loss:
@@ -462,7 +457,7 @@ class Solver:
             for i, res in enumerate(results):
                 for key, value in res.items():
                     row[f"test{i}/{key}"] = value
-            if self._stop_requested:
+            if self.signals.stop_requested:
                 return row
         display = p.display and self.iter % p.display == 0
         for param in (spec.param for spec in self._specs):
@@ -517,58 +512,24 @@ class Solver:
                 g.copy_(flat[k:k + n].view(g.shape))
                 k += n
 
-    def _install_sigint(self):
-        if self.world_size > 1:
-            return None
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        previous = signal.getsignal(signal.SIGINT)
-
-        def handler(signum, frame):
-            if self._stop_requested:  # second Ctrl-C: stop now
-                raise KeyboardInterrupt
-            self._stop_requested = True
-            self._say("Interrupted: finishing this iteration, then snapshotting (Ctrl-C again to abort)")
-
-        try:
-            signal.signal(signal.SIGINT, handler)
-        except ValueError:
-            return None
-        return previous
-
     def step(self, iters: int = 1) -> float | None:
         """Run ``iters`` iterations (Caffe's Solver::Step); returns the last smoothed loss.
 
         Ctrl-C (SIGINT, or a KeyboardInterrupt) snapshots at the last completed iteration and
-        raises KeyboardInterrupt.
+        raises KeyboardInterrupt; SIGHUP snapshots after the iteration and goes on (Caffe's
+        ``caffe train`` defaults, see :class:`converters.solver.snapshot.SignalActions`).
         """
         start_iter = self.iter
         stop_iter = self.iter + int(iters)
         self._window = []
         self.smoothed_loss = _f32(0)
-        self._stop_requested = False
-        previous = self._install_sigint()
         bar = None
         if self.progress and iters > 0:
             from tqdm import tqdm
             bar = tqdm(total=stop_iter - start_iter, desc="train", unit="it", leave=False, dynamic_ncols=True)
         try:
-            while self.iter < stop_iter:
-                self._iter_start_state = self._resume_state()
-                row = self._one_iteration(start_iter)
-                if self._stop_requested and "loss" not in row:
-                    self._apply_resume_state(self._iter_start_state)  # interrupted during the test pass
-                    break
-                self.training_log.add(row)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{float(self.smoothed_loss):.4g}", lr=f"{self.last_lr:.3g}")
-                if self.param.snapshot and self.iter % self.param.snapshot == 0:
-                    self.snapshot()
-                for cb in self.callbacks:
-                    cb(self)
-                if self._stop_requested:
-                    break
+            with self.signals:
+                self._loop(start_iter, stop_iter, bar)
         except KeyboardInterrupt:
             self._say(f"Interrupted at iteration {self.iter}: snapshotting")
             if self._iter_start_state is not None:
@@ -581,14 +542,32 @@ class Solver:
         finally:
             if bar is not None:
                 bar.close()
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
-        if self._stop_requested:
+        if self.signals.stop_requested:
             self._say(f"Stopped at iteration {self.iter}: snapshotting")
             self.snapshot()
-            self._stop_requested = False
+            self.signals.stop_requested = False
             raise KeyboardInterrupt
         return float(self.smoothed_loss) if self.iter > start_iter else None
+
+    def _loop(self, start_iter: int, stop_iter: int, bar):
+        while self.iter < stop_iter:
+            self._iter_start_state = self._resume_state()
+            row = self._one_iteration(start_iter)
+            if self.signals.stop_requested and "loss" not in row:
+                self._apply_resume_state(self._iter_start_state)  # interrupted during the test pass
+                break
+            self.training_log.add(row)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(self.smoothed_loss):.4g}", lr=f"{self.last_lr:.3g}")
+            # Caffe: snapshot when due or when a SIGHUP asked for one (once, not twice)
+            due = bool(self.param.snapshot) and self.iter % self.param.snapshot == 0
+            if self.signals.take_snapshot_request() or due:
+                self.snapshot()
+            for cb in self.callbacks:
+                cb(self)
+            if self.signals.stop_requested:
+                break
 
     def solve(self, resume_file=None):
         """Caffe's Solver::Solve: optionally restore, train to ``max_iter``, snapshot, final display/test."""
@@ -621,15 +600,10 @@ class Solver:
 
     # ------------------------------------------------------------------ snapshots
     def _resume_state(self) -> dict:
-        state = {
-            "train_data": self.train_feed.state_dict(),
-            "test_data": [feed.state_dict() for feed in self.test_feeds],
-            "torch_rng": base64.b64encode(torch.get_rng_state().cpu().numpy().tobytes()).decode("ascii"),
-        }
-        if self.device is not None and self.device.type == "cuda":
-            cuda_rng = torch.cuda.get_rng_state(self.device).cpu().numpy().tobytes()
-            state["cuda_rng"] = base64.b64encode(cuda_rng).decode("ascii")
-        return state
+        """What the sidecar holds for this rank: the feeds' positions and torch's RNG states."""
+        return dict(train_data=self.train_feed.state_dict(),
+                    test_data=[feed.state_dict() for feed in self.test_feeds],
+                    **snapshots.rng_state(self.device))
 
     def _apply_resume_state(self, state: dict):
         ranks = state.get("ranks")
@@ -642,20 +616,15 @@ class Solver:
         self.train_feed.load_state_dict(state["train_data"])
         for feed, st in zip(self.test_feeds, state["test_data"]):
             feed.load_state_dict(st)
-        rng = np.frombuffer(base64.b64decode(state["torch_rng"]), dtype=np.uint8).copy()
-        torch.set_rng_state(torch.from_numpy(rng))
-        if "cuda_rng" in state and self.device is not None and self.device.type == "cuda":
-            rng = np.frombuffer(base64.b64decode(state["cuda_rng"]), dtype=np.uint8).copy()
-            torch.cuda.set_rng_state(torch.from_numpy(rng), self.device)
+        snapshots.set_rng_state(state, self.device)
 
     def snapshot(self) -> tuple[str, str]:
-        """Write ``{prefix}_iter_{iter}.caffemodel`` and ``.solverstate`` (+ resume sidecar), atomically.
+        """Write ``{prefix}_iter_{iter}.caffemodel`` and ``.solverstate`` (+ resume sidecar), atomically
+        (:func:`converters.solver.snapshot.write_snapshot`).
 
         Data-parallel: a collective (every rank calls it at the same iteration); only rank 0 writes,
         its sidecar holds every rank's resume state under ``ranks``."""
-        base = f"{self.snapshot_prefix}_iter_{self.iter}"
-        model_file = base + ".caffemodel"
-        state_file = base + ".solverstate"
+        model_file, state_file = snapshots.snapshot_filenames(self.snapshot_prefix, self.iter)
         resume = self._resume_state()
         if self.world_size > 1:
             import torch.distributed as dist
@@ -665,21 +634,9 @@ class Solver:
             if self.rank != 0:
                 dist.barrier()
                 return model_file, state_file
-        self._say(f"Snapshotting to binary proto file {model_file}")
-        save_caffemodel(self.net, model_file)
-        state = pb.SolverState(iter=self.iter, current_step=self.current_step)
-        prefix_param = self.param.snapshot_prefix
-        # Caffe stores the model file name as it built it (relative to its working directory).
-        state.learned_net = (f"{prefix_param}_iter_{self.iter}.caffemodel" if prefix_param and
-                             not os.path.isabs(prefix_param) else model_file)
-        for buffers in self.history:
-            for h in buffers:
-                state.history.append(array_to_blob(h.detach().cpu().numpy()))
-        self._say(f"Snapshotting solver state to binary proto file {state_file}")
-        atomic_write_bytes(state_file, state.SerializeToString())
-        sidecar = dict(resume, format=SIDECAR_FORMAT, version=1, iter=self.iter,
-                       solver_type=self.rule.name, caffemodel=os.path.basename(model_file))
-        atomic_write_bytes(state_file + ".json", json.dumps(sidecar).encode("utf-8"))
+        learned = snapshots.learned_net_name(self.param.snapshot_prefix, self.iter, model_file)
+        state = snapshots.solver_state(self.iter, self.current_step, learned, self.history)
+        snapshots.write_snapshot(self.net, model_file, state_file, state, resume, self.rule.name, self._say)
         self._plot()
         if self.world_size > 1:
             import torch.distributed as dist
@@ -694,47 +651,22 @@ class Solver:
                 log.warning("could not write the training curve %s: %s", self.plot_path, exc)
 
     def restore(self, path):
-        """Caffe's Solver::Restore from a ``.solverstate`` (ours or real Caffe's)."""
+        """Caffe's Solver::Restore from a ``.solverstate`` (ours or real Caffe's): iteration, lr step,
+        history, the ``learned_net`` weights, and (our sidecar present) data positions and RNGs.
+        Every check runs before the solver changes, so a bad file leaves it as it was."""
         path = Path(path) if os.path.isabs(str(path)) else Path(self._path(path))
-        if path.suffix == ".h5":
-            raise SolverError(f"{path}: HDF5 solver states are not supported")
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise CaffeFormatError(path, "file not found") from None
-        state = pb.SolverState()
-        try:
-            state.ParseFromString(data)
-        except Exception as exc:  # noqa: BLE001
-            raise CaffeFormatError(path, f"not a valid solverstate ({exc})") from None
-        n = sum(len(b) for b in self.history)
-        if len(state.history) != n:
-            raise SolverError(f"{path}: incorrect length of history blobs ({len(state.history)} in the file, "
-                              f"{self.rule.name} on this net needs {n})")
+        state = snapshots.read_solver_state(path)
+        snapshots.check_history(state, self.history, path, self.rule.name)
+        model = snapshots.find_learned_net(state, path, self._path)
+        if model is not None:
+            self.copy_trained_layers(model)
         self.iter = int(state.iter)
-        if state.HasField("learned_net") and state.learned_net:
-            candidates = [Path(self._path(state.learned_net)), path.parent / Path(state.learned_net).name]
-            model = next((c for c in candidates if c.exists()), None)
-            if model is None:
-                raise CaffeFormatError(path, f"learned_net {state.learned_net!r} not found")
-            self.copy_trained_layers(str(model))
         self.current_step = int(state.current_step)
-        k = 0
-        with torch.no_grad():
-            for buffers in self.history:
-                for h in buffers:
-                    blob = state.history[k]
-                    if int(np.prod(blob_shape(blob) or (1,))) != h.numel():
-                        raise SolverError(f"{path}: history blob {k} has shape {blob_shape(blob)}, "
-                                          f"expected {tuple(h.shape)}")
-                    h.copy_(torch.from_numpy(blob_to_array(blob).reshape(h.shape)))
-                    k += 1
-        sidecar = Path(str(path) + ".json")
-        if sidecar.exists():
-            extra = json.loads(sidecar.read_text())
-            if extra.get("format") == SIDECAR_FORMAT and int(extra.get("iter", -1)) == self.iter:
-                self._apply_resume_state(extra)
-        else:
+        snapshots.load_history(state, self.history, path)
+        extra = snapshots.read_sidecar(path, self.iter)
+        if extra is not None:
+            self._apply_resume_state(extra)
+        elif not Path(snapshots.sidecar_path(path)).exists():
             self._say(f"{path}: no resume sidecar; data layers restart at their first record (as Caffe)")
         self.training_log.truncate(self.iter)
         return self
