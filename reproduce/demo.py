@@ -136,6 +136,8 @@ def model_folder(out: Path, target: str, variant: str) -> Path:
 
 def write_net_files(out: Path, target: str, variant: str, fold: int, settings: dict, val_count: int) -> dict:
     """train_val / solver / deploy prototxts of one fold, upstream names, absolute paths inside."""
+    from converters.solver.snapshot import snapshot_filenames  # the solver's own naming of its snapshot
+
     folder = model_folder(out, target, variant)
     lmdbs = lmdb_dir(out, variant, fold).resolve()
     train_val = _fill(TEMPLATES["train_val"], folder / f"train_val_test_fold_is_{fold}.prototxt",
@@ -154,7 +156,7 @@ def write_net_files(out: Path, target: str, variant: str, fold: int, settings: d
     deploy = _fill(TEMPLATES["deploy"], folder / "deploy.prototxt", crop_size=settings["crop"],
                    num_output=N_CLASSES[target])
     return {"train_val": train_val, "solver": solver, "deploy": deploy,
-            "caffemodel": Path(f"{prefix}_iter_{iters}.caffemodel"), "log": Path(f"{prefix}_log.csv")}
+            "caffemodel": Path(snapshot_filenames(str(prefix), iters)[0]), "log": Path(f"{prefix}_log.csv")}
 
 
 def train(files: dict, progress: bool) -> dict:

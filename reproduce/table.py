@@ -25,8 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reproduce import fetch, grid, options, protocol, report, sources
-from converters import ort_backend
+from reproduce import cell_model, fetch, grid, options, protocol, report, sources
 from converters.errors import InputError, is_input_error, report as report_error
 from reproduce.assets import AssetStore
 from reproduce.options import MissingInputs, UsageError, parse_folds, validate
@@ -201,18 +200,6 @@ class Runner:
         self.images = 0
         self.seconds = 0.0
         self.cached = 0
-        self._deploys = {}
-
-    def deploy(self, cell) -> Path:
-        if cell.folder not in self._deploys:
-            self._deploys[cell.folder] = (sources.deploy_override(self.args.weights, cell.folder)
-                                          or self.store.deploy(cell.folder))
-        return self._deploys[cell.folder]
-
-    def mean_file(self, cell, fold) -> Path:
-        if self.args.means:
-            return sources.mean_path(self.args.means, cell.mean, fold)
-        return self.store.mean(cell.mean, fold)
 
     def data(self, cell, fold):
         """(samples iterator, count or None, fingerprint)."""
@@ -232,7 +219,11 @@ class Runner:
 
     def run_job(self, job: Job) -> dict:
         cell, args = job.cell, self.args
-        deploy, mean_file = self.deploy(cell), self.mean_file(cell, job.fold)
+        # the one resolution of "the model of cell X, fold K" every mode uses (deploy override or
+        # upstream deploy, --weights-name pattern, --means or the upstream mean)
+        files = cell_model.resolve_cell_files(cell, job.fold, args.weights, weights_name=args.weights_name,
+                                              iteration=job.iteration, means_dir=args.means, store=self.store)
+        deploy, mean_file = files.deploy, files.mean
         samples, count, data_fp = self.data(cell, job.fold)
         weights_sha256 = fetch.verified_sha256(job.weights)  # named in results.json; checked against a data manifest
         fingerprint = {"protocol": PROTOCOL_VERSION, "deploy_sha256": _sha256(deploy),
@@ -249,12 +240,8 @@ class Runner:
             except (ValueError, KeyError):
                 pass  # unreadable cache entry: score again
 
-        import converters
-        from converters.formats import read_mean
-        mean = read_mean(mean_file)
-        model = converters.load_caffe(str(deploy), str(job.weights), phase="test")
-        model.eval().to(args.device)
-        model = ort_backend.for_inference(model, args.backend, args.device, outputs=[cell.output_blob])
+        loaded = cell_model.load_cell_files(files, device=args.device, backend=args.backend)
+        model, mean = loaded.model, loaded.mean
         batch = args.batch or DEFAULT_BATCH.get(cell.family, 10)
         bar = options.progress_bar(count, f"{cell.folder} fold {job.fold} iter {job.iteration}", args.no_progress)
         t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """``reproduce.cell_model``: the files of a cell's fold model (deploy override or the store's,
 weights name pattern and iteration, ``--means`` or the store's mean), the load, the errors, and
-that ``--predict``, ``--explain`` and the demo load their cell models through it."""
+that the table run, ``--predict``, ``--explain`` and the demo load their cell models through it."""
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -234,3 +234,22 @@ def test_the_table_runs_backend_scores_like_torch(tmp_path, tiny):
         want = net.model(x)
         assert want.min() > 0.05                                 # not saturated: a real comparison
         torch.testing.assert_close(ort.model(x), want, atol=1e-5, rtol=0)
+
+
+def test_the_table_run_loads_through_cell_model(tmp_path, tiny, spy, monkeypatch):
+    """``run.py --table``'s Runner resolves and loads each fold model through cell_model, and its
+    cache fingerprint and results name the files cell_model resolved."""
+    from reproduce import table
+    models, means = archive(tmp_path, tiny, folds=(2,))
+    args = SimpleNamespace(weights=str(models), weights_name=sources.DEFAULT_WEIGHTS_NAME, means=str(means),
+                           device="cpu", backend="torch", batch=2, no_progress=True, source="paper", lmdb=None)
+    runner = table.Runner(args, tmp_path / "out", NoStore())
+    rng = np.random.default_rng(1)
+    images = [(f"{i:08d}", i % 2, rng.integers(0, 256, (3, 256, 256), dtype=np.uint8)) for i in range(3)]
+    monkeypatch.setattr(runner, "data", lambda cell, fold: (iter(images), len(images), {"test": "in memory"}))
+    job = table.Job(CELL, 2, CELL.final_iter, sources.weights_path(models, CELL.folder, 2, CELL.final_iter))
+    result = runner.run_job(job)
+    assert [(f.cell, f.fold) for f in spy] == [(CELL, 2)]
+    assert result["deploy"] == str(spy[0].deploy) == str(models / CELL.folder / "deploy.prototxt")
+    assert result["mean_file"] == str(spy[0].mean) and result["weights"] == str(spy[0].weights)
+    assert runner.images == 3

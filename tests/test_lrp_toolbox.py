@@ -2,8 +2,8 @@
 checked against independent float64 numpy computations on small hand-made nets.
 
 Golden cases: ``LRP_ORACLE_DIR``, else ``../shared/lrp-oracle``, else the subset packed in
-``tests/data/lrp-oracle`` (see its README).  Their nets: ``CAFFE_ORACLE_DIR``, else
-``../shared/caffe-oracle``, else ``tests/data/caffe-oracle``.  Compared as the oracle's README
+``tests/data/lrp-oracle`` (see its README).  Their nets: the conftest ``oracle`` (``CAFFE_ORACLE_DIR``, else
+``../shared/caffe-oracle``, else the restored ``tests/data/caffe-oracle``).  Compared as the oracle's README
 says: ``max|R - R_golden| <= 1e-4 * max|R_golden|`` and the total within 1e-4 relative.
 
 The numpy references below write every linear layer as a dense matrix built from the layer's
@@ -37,8 +37,6 @@ def _first_dir(env, *candidates):
 
 
 LRP_ORACLE = _first_dir("LRP_ORACLE_DIR", SHARED_LRP, IN_REPO_LRP)
-CAFFE_ORACLE = _first_dir("CAFFE_ORACLE_DIR", REPO.parent / "shared" / "caffe-oracle",
-                          REPO / "tests" / "data" / "caffe-oracle")
 CASES = sorted(p.name for p in LRP_ORACLE.iterdir() if (p / "case.json").is_file()) if LRP_ORACLE else []
 
 
@@ -59,14 +57,13 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _case_net(case: dict):
-    if CAFFE_ORACLE is None:
-        pytest.skip("caffe oracle nets not found (CAFFE_ORACLE_DIR, ../shared/caffe-oracle, "
-                    "tests/data/caffe-oracle)")
+def _case_net(case: dict, oracle: Path):
+    """The case's net from the Caffe oracle in use (conftest ``oracle``: the full set, or the mini
+    set restored with its weights re-drawn and sha256-checked)."""
     files = {}
     for key in ("deploy_prototxt", "caffemodel"):
         rel = Path(case["net"][key])                    # caffe-oracle/nets/<net>/<file>
-        path = CAFFE_ORACLE.joinpath(*rel.parts[1:])
+        path = oracle.joinpath(*rel.parts[1:])
         if not path.is_file():
             pytest.skip(f"net file {path} of golden case {case['case']} not found")
         if _sha256(path) != case["net"][key + "_sha256"]:
@@ -77,10 +74,10 @@ def _case_net(case: dict):
 
 @pytest.mark.parametrize("case_name", CASES or [pytest.param(None, marks=pytest.mark.skip(
     reason="no LRP golden cases (LRP_ORACLE_DIR, ../shared/lrp-oracle, tests/data/lrp-oracle)"))])
-def test_golden_case_matches_the_toolbox(case_name):
+def test_golden_case_matches_the_toolbox(case_name, oracle):
     case_dir = LRP_ORACLE / case_name
     case = json.loads((case_dir / "case.json").read_text())
-    model = _case_net(case)
+    model = _case_net(case, oracle)
     x, golden = load_golden(case_dir)
     s = case["lrp_settings"]
     comp = toolbox_composite(s["relpropformulatype"], s["auxiliaryvariable_maxlayerindexforflatdistinconv"],
@@ -111,14 +108,14 @@ def test_golden_case_matches_the_toolbox(case_name):
             assert abs(log[entry["layer"]] - want) <= 1e-4 * abs(want), entry
 
 
-def test_grouped_alpha_beta_quirk_matters_on_a_golden_case():
+def test_grouped_alpha_beta_quirk_matters_on_a_golden_case(oracle):
     """Switching group0_bias off moves a CaffeNet case far outside the tolerance (it is a real quirk)."""
     cases = [c for c in CASES if "caffenet" in c]
     if not cases:
         pytest.skip("no CaffeNet golden case available")
     case_dir = LRP_ORACLE / cases[0]
     case = json.loads((case_dir / "case.json").read_text())
-    model = _case_net(case)
+    model = _case_net(case, oracle)
     x, golden = load_golden(case_dir)
     comp = paper_composite(0, quirks=("group0_bias",))
     assert comp.quirks.variant == "mixed" and not comp.quirks.group0_bias
