@@ -96,3 +96,29 @@ def restore(src: Path, dst: Path) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(data)
     return dst
+
+
+def main(argv=None) -> int:
+    """``python tests/mini_oracle.py DEST``: restore the shipped golden files into DEST (an empty or new
+    folder), e.g. to try ``caffe-convert`` on ``DEST/nets/adiencenet_age/``."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python tests/mini_oracle.py DEST   (restores tests/data/caffe-oracle into DEST)",
+              file=sys.stderr)
+        return 2
+    dst = Path(args[0])
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        print(f"mini_oracle: error: {dst}: exists and is not an empty folder", file=sys.stderr)
+        return 2
+    dst.mkdir(parents=True, exist_ok=True)
+    restore(MINI, dst)
+    print(f"restored the mini Caffe oracle into {dst} (every file sha256-checked)")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the package, also when not installed
+    raise SystemExit(main())

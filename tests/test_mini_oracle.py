@@ -44,3 +44,13 @@ def test_a_restore_that_differs_from_caffes_bytes_is_refused(tmp_path, tamper):
     (tmp_path / "out").mkdir()
     with pytest.raises(ValueError, match=f"{rel}: restored bytes differ from the oracle's"):
         mini_oracle.restore(src, tmp_path / "out")
+
+
+def test_restore_command_writes_the_files_and_refuses_a_used_folder(tmp_path, capsys):
+    """``python tests/mini_oracle.py DIR`` (the README's way to get the quick start's net)."""
+    import mini_oracle
+    dst = tmp_path / "oracle"
+    assert mini_oracle.main([str(dst)]) == 0
+    assert (dst / "nets" / "adiencenet_age" / "weights.caffemodel").stat().st_size == 723_162
+    assert mini_oracle.main([str(dst)]) == 2
+    assert "exists and is not an empty folder" in capsys.readouterr().err
