@@ -22,7 +22,10 @@ setup(
     extras_require={
         "onnx": ["onnx>=1.14", "onnxruntime>=1.16", "onnxscript>=0.1"],
         "test": ["pytest>=7", "pyyaml>=6", "grpcio-tools>=1.50", "onnx>=1.14", "onnxruntime>=1.16", "onnxscript>=0.1",
-                 "wsgidav>=4", "cheroot>=8"],
+                 "wsgidav>=4", "cheroot>=8",
+                 # the reference of the OpenCV comparisons (OpenCV 5 has no Caffe importer); the package itself
+                 # also runs under OpenCV 5, where those comparisons skip and say why
+                 "opencv-python-headless>=4.5,<5"],
     },
     entry_points={"console_scripts": ["caffe-convert=converters.__main__:main"]},
 )
