@@ -30,7 +30,10 @@ def tiny(tmp_path_factory):
     deploy = d / "deploy.prototxt"
     deploy.write_text(TINY)
     weights = d / "tiny.caffemodel"
-    converters.save_caffemodel(converters.load_caffe(str(deploy)), weights)
+    import torch
+    with torch.random.fork_rng():       # the fillers draw from torch's RNG: the same net in every session
+        torch.manual_seed(0)
+        converters.save_caffemodel(converters.load_caffe(str(deploy)), weights)
     return deploy, weights
 
 
