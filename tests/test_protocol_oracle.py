@@ -53,21 +53,24 @@ def test_every_image_gets_caffes_prediction_and_probabilities(folder, proto, sco
     assert assert_predictions_equal_caffes(o, folder, expected[folder], atol=PROB_TOL) > 0
 
 
+# our result keys -> the names score_models.py writes into expected.json
+SCORE_NAMES = {"acc": "acco", "one_off": "1offo", "acc_single": "acc", "one_off_single": "1off",
+               "acc_centre": "acc_center", "one_off_centre": "1off_center"}
+CONFMAT_NAMES = {"oversampled": "confmato", "single": "confmat", "centre": "confmat_center"}
+
+
 @pytest.mark.parametrize("folder", sorted(MODELS))
 def test_fold_scores_and_confusion_matrices_equal_upstream(folder, proto, scored):
     d, expected = proto
     need(d.parent, f"protocol/models/{folder}")
     exp = expected[folder]
     cell, _ = scored[folder]
-    keymap = {"acc": "acco", "one_off": "1offo", "acc_single": "acc", "one_off_single": "1off",
-              "acc_centre": "acc_center", "one_off_centre": "1off_center"}
-    confmap = {"oversampled": "confmato", "single": "confmat", "centre": "confmat_center"}
     assert len(cell["folds"]) == len(exp["folds"]) >= 1
     for f, ef in zip(cell["folds"], exp["folds"]):
         assert f["fold"] == ef["fold"] and f["images"] == len(ef["images"])
-        for ours, theirs in keymap.items():
+        for ours, theirs in SCORE_NAMES.items():
             assert f[ours] == pytest.approx(ef["scores"][theirs], abs=1e-12), (f["fold"], ours)
-        for ours, theirs in confmap.items():
+        for ours, theirs in CONFMAT_NAMES.items():
             assert f["confmat"][ours] == ef["confmats"][theirs], (f["fold"], ours)
 
 
@@ -77,16 +80,13 @@ def test_five_fold_means_and_summed_confusion_matrices_equal_upstream(folder, pr
     need(d.parent, f"protocol/models/{folder}")
     exp = expected[folder]
     cell, _ = scored[folder]
-    keymap = {"acc": "acco", "one_off": "1offo", "acc_single": "acc", "one_off_single": "1off",
-              "acc_centre": "acc_center", "one_off_centre": "1off_center"}
-    confmap = {"oversampled": "confmato", "single": "confmat", "centre": "confmat_center"}
     assert len(cell["folds"]) == 5
-    for ours, theirs in keymap.items():
+    for ours, theirs in SCORE_NAMES.items():
         assert cell["mean"][ours] == pytest.approx(exp["all_folds"][theirs]["mean"], abs=1e-12)
         assert cell["std"][ours] == pytest.approx(exp["all_folds"][theirs]["std_population"], abs=1e-12)
     assert cell["upstream_all"]["acc"] == exp["all_folds"]["acco"]["upstream_string"]
     assert cell["upstream_all"]["one_off"] == exp["all_folds"]["1offo"]["upstream_string"]
-    for ours, theirs in confmap.items():
+    for ours, theirs in CONFMAT_NAMES.items():
         assert cell["confmat"][ours] == exp["confmats_summed"][theirs]
 
 
