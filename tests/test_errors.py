@@ -26,6 +26,7 @@ USER_ERRORS = [
     ("reproduce.explain", "ExplainError"), ("reproduce.predict", "PredictError"),
     ("reproduce.fetch", "FetchError"), ("reproduce.fetch", "IntegrityError"),
     ("reproduce.options", "UsageError"), ("reproduce.options", "MissingInputs"),
+    ("reproduce.cell_model", "CellModelError"),
 ]
 
 
